@@ -1,0 +1,3 @@
+from tourapi.cli import main
+
+main()

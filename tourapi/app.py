@@ -1,0 +1,107 @@
+"""``create_app(settings)``: the only place the Litestar application is assembled.
+
+Importing this module reads no settings and opens no connections.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from advanced_alchemy.extensions.litestar import AsyncSessionConfig, SQLAlchemyAsyncConfig, SQLAlchemyPlugin
+from litestar import Litestar
+from litestar.config.compression import CompressionConfig
+from litestar.config.cors import CORSConfig
+from litestar.di import Provide
+from litestar.middleware import DefineMiddleware
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
+from litestar.openapi.spec import Components, SecurityScheme
+
+import tourapi
+from tourapi.db import models  # noqa: F401  (registers every table)
+from tourapi.db.base import Base
+from tourapi.domain.auth.controllers import AuthController
+from tourapi.domain.geofences.controllers import GeofenceController
+from tourapi.domain.health.controllers import healthz, readyz
+from tourapi.domain.ogc.controllers import OgcController
+from tourapi.domain.pois.controllers import PoiController
+from tourapi.errors import EXCEPTION_HANDLERS
+from tourapi.logs import RequestIdMiddleware, configure_logging
+from tourapi.runtime import Runtime
+from tourapi.settings import Settings
+from tourapi.web.etag import ETagMiddleware
+
+ROUTE_HANDLERS: list[Any] = [
+    healthz,
+    readyz,
+    AuthController,
+    PoiController,
+    GeofenceController,
+    OgcController,
+]
+# Streams must not be buffered or compressed.
+UNCOMPRESSED_PATHS = ["/v1/live/stream"]
+
+
+def create_app(settings: Settings, runtime: Runtime | None = None) -> Litestar:
+    configure_logging(settings)
+    runtime = runtime or Runtime.create(settings)
+
+    @asynccontextmanager
+    async def lifespan(_: Litestar) -> AsyncIterator[None]:
+        await runtime.start()
+        try:
+            yield
+        finally:
+            await runtime.stop()
+
+    db_config = SQLAlchemyAsyncConfig(
+        engine_instance=runtime.engine,
+        session_dependency_key="db_session",
+        session_config=AsyncSessionConfig(expire_on_commit=False),
+        create_all=False,
+        metadata=Base.metadata,
+        set_default_exception_handler=False,
+    )
+    return Litestar(
+        route_handlers=ROUTE_HANDLERS,
+        dependencies={"runtime": Provide(lambda: runtime, use_cache=True, sync_to_thread=False)},
+        plugins=[SQLAlchemyPlugin(config=db_config)],
+        on_app_init=[runtime.jwt.on_app_init],
+        lifespan=[lifespan],
+        exception_handlers=EXCEPTION_HANDLERS,
+        middleware=[RequestIdMiddleware, DefineMiddleware(ETagMiddleware)],
+        compression_config=CompressionConfig(
+            backend="gzip", minimum_size=1024, gzip_compress_level=6, exclude=UNCOMPRESSED_PATHS
+        ),
+        cors_config=CORSConfig(
+            allow_origins=settings.cors_origins,
+            allow_credentials=False,
+            allow_headers=[
+                "Authorization",
+                "Content-Type",
+                "If-None-Match",
+                "Idempotency-Key",
+                "Last-Event-ID",
+            ],
+            expose_headers=["ETag", "Retry-After", "X-Request-ID", "Location"],
+        )
+        if settings.cors_origins
+        else None,
+        openapi_config=OpenAPIConfig(
+            title="tourapi",
+            version=tourapi.__version__,
+            description="Backend for cultural-tourism night-tour apps. See docs/api.md.",
+            path="/schema",
+            render_plugins=[ScalarRenderPlugin(), SwaggerRenderPlugin(path="/swagger")],
+            components=Components(
+                security_schemes={
+                    "BearerToken": SecurityScheme(type="http", scheme="bearer", bearer_format="JWT")
+                }
+            ),
+        ),
+        request_max_body_size=settings.max_body_bytes,
+        debug=False,
+    )

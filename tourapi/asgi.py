@@ -1,0 +1,16 @@
+"""ASGI entry point for servers: ``granian --interface asgi --factory tourapi.asgi:app_factory``.
+
+Settings are read here, when the server calls the factory in each worker,
+never at import time.
+"""
+
+from __future__ import annotations
+
+from litestar import Litestar
+
+from tourapi.app import create_app
+from tourapi.settings import Settings
+
+
+def app_factory() -> Litestar:
+    return create_app(Settings.from_env())

@@ -1,0 +1,348 @@
+"""POIs: queries, GeoJSON output and validated writes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+import numpy as np
+import shapely
+from shapely.geometry.base import BaseGeometry
+from shapely.ops import nearest_points
+from sqlalchemy import Select, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from tourapi.db.base import utcnow
+from tourapi.db.models import Poi
+from tourapi.db.sync import next_sync_seq
+from tourapi.domain.common.params import Paging
+from tourapi.domain.pois.schemas import GeoJsonGeometry, Media, PoiCreate, PoiPatch, PoiWrite
+from tourapi.errors import Conflict, NotFound, Unprocessable
+from tourapi.geo.backend import Near, SpatialColumns, SpatialQuery
+from tourapi.geo.crs import Crs, geometry_from_wgs84, geometry_to_wgs84
+from tourapi.geo.geometry import GeometryError, haversine_m, local_metric, parse_geojson, to_geojson
+from tourapi.i18n import check_texts, pick
+from tourapi.runtime import Runtime
+from tourapi.timeutil import TZ, parse_schedule
+
+POI_COLUMNS = SpatialColumns(
+    point=Poi.location,
+    shape=Poi.location,
+    lon=Poi.lon,
+    lat=Poi.lat,
+    min_lon=Poi.lon,
+    min_lat=Poi.lat,
+    max_lon=Poi.lon,
+    max_lat=Poi.lat,
+    key=Poi.id,
+)
+GEOFENCE_COLUMNS = SpatialColumns(
+    point=Poi.location,
+    shape=Poi.geofence,
+    lon=Poi.lon,
+    lat=Poi.lat,
+    min_lon=Poi.fence_min_lon,
+    min_lat=Poi.fence_min_lat,
+    max_lon=Poi.fence_max_lon,
+    max_lat=Poi.fence_max_lat,
+    key=Poi.id,
+)
+MAX_FENCE_AREA_M2 = (
+    5_000_000.0  # 5 km²: bigger than any single venue; catches swapped or degree-sized polygons
+)
+MAX_FENCE_DISTANCE_M = 1000.0
+
+
+@dataclass(frozen=True, slots=True)
+class PoiQuery:
+    bbox: tuple[float, float, float, float] | None = None
+    near: Near | None = None
+    category: str | None = None
+    open_at: datetime | None = None
+    updated_since: datetime | None = None
+
+
+def geometry_out(geom: BaseGeometry, crs: Crs) -> dict[str, Any]:
+    return to_geojson(geom if crs is Crs.WGS84 else geometry_from_wgs84(geom, crs))
+
+
+def opening_state(poi: Poi, moment: datetime) -> dict[str, Any]:
+    if not poi.opening_hours:
+        return {"open_now": None, "next_change": None}
+    schedule = parse_schedule(poi.opening_hours)
+    change = schedule.next_change(moment)
+    return {
+        "open_now": schedule.state(moment),
+        "next_change": change.astimezone(TZ).isoformat() if change else None,
+    }
+
+
+def tombstone(poi: Poi) -> dict[str, Any]:
+    return {
+        "type": "Feature",
+        "id": poi.id,
+        "geometry": None,
+        "properties": {
+            "deleted": True,
+            "deleted_at": poi.deleted_at.isoformat() if poi.deleted_at else None,
+            "updated_at": poi.updated_at.isoformat(),
+        },
+    }
+
+
+def poi_feature(
+    poi: Poi,
+    chain: tuple[str, ...],
+    crs: Crs,
+    moment: datetime,
+    *,
+    distance_m: float | None = None,
+    with_geofence: bool = True,
+) -> dict[str, Any]:
+    if poi.deleted_at is not None:
+        return tombstone(poi)
+    name, lang = pick(poi.name, chain)
+    description, _ = pick(poi.description, chain)
+    props: dict[str, Any] = {
+        "category": poi.category,
+        "name": name,
+        "description": description,
+        "lang": lang,
+        "i18n": {"name": poi.name, "description": poi.description},
+        "opening_hours": poi.opening_hours,
+        **opening_state(poi, moment),
+        "capacity": poi.capacity,
+        "dwell_threshold_s": poi.dwell_threshold_s,
+        "interest": poi.interest,
+        "visit_minutes": poi.visit_minutes,
+        "tags": poi.tags,
+        "media": poi.media,
+        "updated_at": poi.updated_at.isoformat(),
+        "deleted": False,
+    }
+    if with_geofence:
+        props["geofence"] = geometry_out(poi.geofence, crs)
+    if distance_m is not None:
+        props["distance_m"] = round(distance_m, 1)
+    return {"type": "Feature", "id": poi.id, "geometry": geometry_out(poi.location, crs), "properties": props}
+
+
+class PoiService:
+    def __init__(self, runtime: Runtime, session: AsyncSession) -> None:
+        self.runtime = runtime
+        self.session = session
+
+    # ---- reads -------------------------------------------------------------------------------------------
+
+    def _select(self, query: PoiQuery) -> Select[Any]:
+        stmt = select(Poi).order_by(Poi.id)
+        if query.updated_since is not None:
+            stmt = stmt.where(Poi.updated_at > query.updated_since)
+        else:
+            stmt = stmt.where(Poi.deleted_at.is_(None))
+        if query.category is not None:
+            stmt = stmt.where(Poi.category == query.category)
+        return stmt
+
+    async def search(
+        self, query: PoiQuery, paging: Paging, columns: SpatialColumns = POI_COLUMNS
+    ) -> tuple[list[Poi], list[float | None], bool]:
+        keep = None
+        if query.open_at is not None:
+            moment = query.open_at
+            keep = lambda poi: (
+                poi.deleted_at is not None
+                or (  # noqa: E731  tombstones always sync
+                    bool(poi.opening_hours) and parse_schedule(poi.opening_hours).is_open(moment)
+                )
+            )
+        page = await self.runtime.spatial.fetch(
+            self.session,
+            self._select(query),
+            columns,
+            SpatialQuery(query.bbox, query.near),
+            limit=paging.limit,
+            offset=paging.offset,
+            keep=keep,
+        )
+        return page.rows, page.distances, page.has_more
+
+    async def get(self, poi_id: str, *, include_deleted: bool = False) -> Poi:
+        poi = await self.session.get(Poi, poi_id)
+        if poi is None or (poi.deleted_at is not None and not include_deleted):
+            raise NotFound(f"no POI with id {poi_id!r}", field="id")
+        return poi
+
+    # ---- writes ------------------------------------------------------------------------------------------
+
+    async def create(self, data: PoiCreate) -> Poi:
+        if not data.id:
+            raise Unprocessable("id is required", field="id")
+        existing = await self.session.get(Poi, data.id)
+        if existing is not None and existing.deleted_at is None:
+            raise Conflict(f"a POI with id {data.id!r} already exists", field="id")
+        poi = existing or Poi(id=data.id)
+        await self._apply(poi, _validated(data))
+        poi.deleted_at = None
+        if existing is None:
+            self.session.add(poi)
+        return await self._commit(poi)
+
+    async def replace(self, poi_id: str, data: PoiWrite) -> Poi:
+        poi = await self.get(poi_id)
+        await self._apply(poi, _validated(data))
+        return await self._commit(poi)
+
+    async def patch(self, poi_id: str, data: PoiPatch) -> Poi:
+        poi = await self.get(poi_id)
+        merged = {k: v for k, v in msgspec.structs.asdict(data).items() if v is not msgspec.UNSET}
+        crs = merged.pop("crs", Crs.WGS84)
+        current = _current_as_write(poi)
+        if "location" not in merged and "geofence" in merged and crs is not Crs.WGS84:
+            raise Unprocessable(
+                "send location too when patching geofence in a non-WGS84 crs", field="location"
+            )
+        if crs is not Crs.WGS84:
+            current.update({"location": merged.get("location"), "geofence": merged.get("geofence")})
+        current.update(merged)
+        current["crs"] = crs
+        await self._apply(poi, _validated(msgspec.convert(current, PoiWrite, from_attributes=True)))
+        return await self._commit(poi)
+
+    async def delete(self, poi_id: str) -> None:
+        poi = await self.get(poi_id)
+        seq = await next_sync_seq(self.session)
+        poi.deleted_at = poi.updated_at = utcnow()
+        poi.sync_seq = seq
+        await self.session.commit()
+        await self.runtime.catalog_changed()
+
+    async def upsert(self, poi_id: str, data: PoiWrite) -> bool:
+        """Insert or update without conflict errors (fixtures); returns whether anything changed."""
+        fields = _validated(data)
+        poi = await self.session.get(Poi, poi_id)
+        if poi is not None and poi.deleted_at is None and _same(poi, fields):
+            return False
+        is_new = poi is None
+        poi = poi or Poi(id=poi_id)
+        await self._apply(poi, fields)
+        poi.deleted_at = None
+        if is_new:
+            self.session.add(poi)
+        await self._commit(poi)
+        return True
+
+    async def _apply(self, poi: Poi, fields: dict[str, Any]) -> None:
+        with self.session.no_autoflush:
+            seq = await next_sync_seq(self.session)
+        for key, value in fields.items():
+            setattr(poi, key, value)
+        poi.updated_at = utcnow()
+        poi.sync_seq = seq
+
+    async def _commit(self, poi: Poi) -> Poi:
+        await self.session.commit()
+        await self.runtime.catalog_changed()
+        return poi
+
+
+def _validated(data: PoiWrite) -> dict[str, Any]:
+    """Check every field of a write and return the column values (WGS-84 geometries)."""
+    location = _geometry(data.location, "location", ("Point",), data.crs)
+    geofence = _geometry(data.geofence, "geofence", ("Polygon", "MultiPolygon"), data.crs)
+    metric, _, _ = local_metric(np.array([geofence], dtype=object))
+    area = float(shapely.area(metric[0]))
+    if area > MAX_FENCE_AREA_M2:
+        raise Unprocessable(
+            f"geofence covers {area / 1e6:.1f} km²; at most {MAX_FENCE_AREA_M2 / 1e6:.0f} km²",
+            field="geofence",
+        )
+    nearest = nearest_points(geofence, location)[0] if not geofence.covers(location) else location
+    gap = haversine_m(location.x, location.y, nearest.x, nearest.y)
+    if gap > MAX_FENCE_DISTANCE_M:
+        raise Unprocessable(
+            f"location is {gap:.0f} m from its geofence; at most {MAX_FENCE_DISTANCE_M:.0f} m",
+            field="location",
+        )
+    if data.opening_hours is not None:
+        try:
+            parse_schedule(data.opening_hours)
+        except ValueError as exc:
+            raise Unprocessable(str(exc), field="opening_hours", slug="invalid-opening-hours") from None
+    for i, media in enumerate(data.media):
+        check_media(media, f"media[{i}]")
+    minx, miny, maxx, maxy = geofence.bounds
+    return {
+        "category": data.category,
+        "name": check_texts(data.name, "name"),
+        "description": check_texts(data.description, "description", required=False),
+        "location": location,
+        "geofence": geofence,
+        "lon": location.x,
+        "lat": location.y,
+        "fence_min_lon": minx,
+        "fence_min_lat": miny,
+        "fence_max_lon": maxx,
+        "fence_max_lat": maxy,
+        "opening_hours": data.opening_hours.strip() if data.opening_hours else None,
+        "capacity": data.capacity,
+        "dwell_threshold_s": data.dwell_threshold_s,
+        "interest": data.interest,
+        "visit_minutes": data.visit_minutes,
+        "tags": sorted(set(data.tags)),
+        "media": [msgspec.to_builtins(m) for m in data.media],
+    }
+
+
+def check_media(media: Media, field: str) -> None:
+    if not (media.url.startswith("https://") or media.url.startswith("/media/")):
+        raise Unprocessable(
+            "media url must be https:// or a /media/ path served by this API", field=f"{field}.url"
+        )
+
+
+def _geometry(value: GeoJsonGeometry, field: str, allowed: tuple[str, ...], crs: Crs) -> BaseGeometry:
+    raw = {"type": value.type, "coordinates": value.coordinates}
+    try:
+        geom = parse_geojson(raw, field, allowed)
+        if crs is not Crs.WGS84:
+            geom = geometry_to_wgs84(geom, crs)
+        return geom
+    except GeometryError:
+        raise
+    except (ValueError, TypeError) as exc:
+        raise GeometryError(field, str(exc)) from None
+
+
+def _current_as_write(poi: Poi) -> dict[str, Any]:
+    return {
+        "category": poi.category,
+        "name": poi.name,
+        "description": poi.description,
+        "location": to_geojson(poi.location, precision=12),
+        "geofence": to_geojson(poi.geofence, precision=12),
+        "capacity": poi.capacity,
+        "opening_hours": poi.opening_hours,
+        "dwell_threshold_s": poi.dwell_threshold_s,
+        "interest": poi.interest,
+        "visit_minutes": poi.visit_minutes,
+        "tags": poi.tags,
+        "media": poi.media,
+    }
+
+
+def _same(poi: Poi, fields: dict[str, Any]) -> bool:
+    for key, value in fields.items():
+        current = getattr(poi, key)
+        if isinstance(value, BaseGeometry):
+            if not shapely.equals_exact(current, value, tolerance=1e-9):
+                return False
+        elif current != value:
+            return False
+    return True
+
+
+def now() -> datetime:
+    return datetime.now(UTC)

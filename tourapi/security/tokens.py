@@ -1,0 +1,108 @@
+"""JWTs via Litestar's JWTAuth, signed with rotating kids from the keyring.
+
+Two token types share the middleware: account access tokens (``typ=access``)
+and visitor session tokens (``typ=session``, scoped to one live session).
+Only HS256 is accepted, so ``alg=none`` and RS/HS confusion are refused by PyJWT.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import jwt
+from litestar.connection import ASGIConnection
+from litestar.security.jwt import JWTAuth, Token
+
+from tourapi.security.keys import Keyring, UnknownKey
+from tourapi.security.principal import Principal, Role
+
+ALGORITHM = "HS256"
+AUDIENCE = "tourapi"
+
+
+def make_token_class(keyring: Keyring) -> type[Token]:
+    class KeyedToken(Token):
+        @classmethod
+        def decode_payload(
+            cls,
+            encoded_token: str,
+            secret: str,
+            algorithms: list[str],
+            issuer: Any = None,
+            audience: Any = None,
+            options: Any = None,
+        ) -> Any:
+            header = jwt.get_unverified_header(encoded_token)
+            try:
+                key = keyring.verifier("jwt", header.get("kid"))
+            except UnknownKey as exc:
+                raise jwt.InvalidTokenError(str(exc)) from None
+            return jwt.decode(
+                encoded_token,
+                key=key,
+                algorithms=[ALGORITHM],
+                issuer=issuer,
+                audience=audience,
+                options=options,
+            )
+
+        def encode(self, secret: str, algorithm: str) -> str:
+            kid, key = keyring.signer("jwt")
+            payload = {k: v for k, v in asdict(self).items() if v is not None}
+            payload.update(payload.pop("extras", {}))
+            return jwt.encode(payload, key=key, algorithm=ALGORITHM, headers={"kid": kid})
+
+    return KeyedToken
+
+
+def principal_from_token(token: Token) -> Principal | None:
+    extras = token.extras
+    typ = extras.get("typ")
+    if typ == "access":
+        try:
+            role = Role(extras["role"])
+        except (KeyError, ValueError):
+            return None
+        if role is Role.VISITOR:
+            return None
+        return Principal(
+            subject=token.sub,
+            role=role,
+            username=extras.get("name"),
+            venues=frozenset(extras.get("venues", ())),
+        )
+    if typ == "session" and token.sub.startswith("session:"):
+        return Principal(subject=token.sub, role=Role.VISITOR, session_id=token.sub.removeprefix("session:"))
+    return None
+
+
+async def _retrieve_principal(
+    token: Token, connection: ASGIConnection[Any, Any, Any, Any]
+) -> Principal | None:
+    return principal_from_token(token)
+
+
+def make_jwt_auth(keyring: Keyring, issuer: str, access_ttl: timedelta) -> JWTAuth[Principal, Token]:
+    return JWTAuth[Principal, Token](
+        retrieve_user_handler=_retrieve_principal,
+        token_secret="unused: keys come from the keyring",  # noqa: S106
+        token_cls=make_token_class(keyring),
+        algorithm=ALGORITHM,
+        default_token_expiration=access_ttl,
+        accepted_issuers=[issuer],
+        accepted_audiences=[AUDIENCE],
+        require_claims=["exp", "sub", "typ"],
+        exclude_opt_key="exclude_from_auth",
+        openapi_security_scheme_name="BearerToken",
+        description="Account access tokens from POST /v1/auth/token, or visitor session tokens from POST /v1/sessions.",
+    )
+
+
+def issue_token(
+    auth: JWTAuth[Principal, Token], subject: str, ttl: timedelta, issuer: str, **claims: Any
+) -> tuple[str, datetime]:
+    expires = datetime.now(UTC) + ttl
+    token = auth.token_cls(exp=expires, sub=subject, iss=issuer, aud=AUDIENCE, extras=claims)
+    return token.encode(secret="", algorithm=ALGORITHM), expires
