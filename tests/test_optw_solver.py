@@ -13,8 +13,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import pyvrp  # noqa: F401  -- import the solver libraries at collection time, so their
-from ortools.constraint_solver import pywrapcp  # noqa: F401  one-off import cost is not a test's
+
+# Import the solver libraries at collection time, so their one-off import cost
+# is not charged to the first test that uses them (each test stays < 2 s).
+import pyvrp  # noqa: F401
+from ortools.constraint_solver import pywrapcp  # noqa: F401
 
 from tourapi.itineraries.solver import (
     InfeasibleError,

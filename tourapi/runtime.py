@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from tourapi.db.engine import make_engine, make_sessionmaker
 from tourapi.db.models import Poi
+from tourapi.db.sync import current_sync_seq
 from tourapi.geo.backend import SpatialBackend, backend_for
 from tourapi.geo.index import FenceSource, GeofenceIndex
 from tourapi.security.keys import Keyring, load_keyring
@@ -91,6 +92,9 @@ class Runtime:
             self.keyring, settings.jwt_issuer, timedelta(seconds=settings.access_token_ttl_s)
         )
         self.fences = FenceIndexHolder(self.sessionmaker, settings.hysteresis_m)
+        # The catalogue change sequence as last seen by this worker (polled each second): cheap
+        # version checks (bundle ETags) without a database round trip.
+        self.catalog_seq = -1
         # Feature modules register periodic jobs here: (name, interval seconds, coroutine factory).
         self.periodic: list[tuple[str, float, Callable[[], Awaitable[None]]]] = []
         self._tasks: list[asyncio.Task[Any]] = []
@@ -115,8 +119,7 @@ class Runtime:
             except IntegrityError:  # another worker seeded at the same moment
                 await session.rollback()
         self._started = True
-        await self.reload_keys()
-        await self.fences.refresh()
+        await self._poll_catalog()
         self.every("catalog-poll", POLL_INTERVAL_S, self._poll_catalog)
         for name, interval, job in self.periodic:
             self._tasks.append(asyncio.create_task(self._loop(name, interval, job), name=name))
@@ -125,6 +128,8 @@ class Runtime:
         self.periodic.append((name, interval_s, job))
 
     async def _poll_catalog(self) -> None:
+        async with self.sessionmaker() as session:
+            self.catalog_seq = await current_sync_seq(session)
         await self.fences.refresh()
         await self.reload_keys()
 
@@ -154,4 +159,6 @@ class Runtime:
     async def catalog_changed(self) -> None:
         """Called after a catalogue commit: this worker refreshes now, the others within a poll interval."""
         if self._started:
+            async with self.sessionmaker() as session:
+                self.catalog_seq = await current_sync_seq(session)
             await self.fences.refresh()

@@ -22,12 +22,7 @@ async def next_sync_seq(session: AsyncSession) -> int:
         .values(value=SyncCounter.value + 1)
         .returning(SyncCounter.value)
     )
-    value = result.scalar_one_or_none()
-    if value is None:
-        session.add(SyncCounter(name=CATALOG, value=1, purged_through=0))
-        await session.flush()
-        return 1
-    return int(value)
+    return int(result.scalar_one())  # the row is seeded by the first migration / embedded bootstrap
 
 
 async def current_sync_seq(session: AsyncSession) -> int:
