@@ -275,6 +275,12 @@ def render(
     out.append("")
     out.append("## Reproduce")
     out.append("")
+    out.append(
+        "From the repository root, with a Python that has pyvrp and ortools "
+        "(e.g. `/work/venv/bin/python`); instances from `--instances`, `$TOURAPI_OPTW_DIR` "
+        "or `../shared/optw`:"
+    )
+    out.append("")
     out.append("```")
     out.append(command)
     out.append("```")

@@ -27,6 +27,7 @@ from tourapi.domain.geofences.controllers import GeofenceController
 from tourapi.domain.health.controllers import healthz, readyz
 from tourapi.domain.ogc.controllers import OgcController
 from tourapi.domain.pois.controllers import PoiController
+from tourapi.domain.sessions.controllers import CrowdController, PrivacyController, SessionController
 from tourapi.errors import EXCEPTION_HANDLERS
 from tourapi.logs import RequestIdMiddleware, configure_logging
 from tourapi.runtime import Runtime
@@ -40,6 +41,9 @@ ROUTE_HANDLERS: list[Any] = [
     PoiController,
     GeofenceController,
     OgcController,
+    SessionController,
+    PrivacyController,
+    CrowdController,
 ]
 # Streams must not be buffered or compressed.
 UNCOMPRESSED_PATHS = ["/v1/live/stream"]

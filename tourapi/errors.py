@@ -16,9 +16,9 @@ import sqlalchemy.exc
 from litestar import Request, Response
 from litestar.exceptions import (
     HTTPException,
-    SerializationException,
     NotAuthorizedException,
     PermissionDeniedException,
+    SerializationException,
     ValidationException,
 )
 from litestar.exceptions.http_exceptions import ClientException

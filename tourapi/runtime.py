@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import anyio
@@ -25,6 +25,7 @@ from tourapi.db.models import Poi
 from tourapi.db.sync import current_sync_seq
 from tourapi.geo.backend import SpatialBackend, backend_for
 from tourapi.geo.index import FenceSource, GeofenceIndex
+from tourapi.live.store import LiveStore
 from tourapi.security.keys import Keyring, load_keyring
 from tourapi.security.principal import Principal
 from tourapi.security.tokens import make_jwt_auth
@@ -78,6 +79,23 @@ class FenceIndexHolder:
         return True
 
 
+class RouteDirectory:
+    """Route facts the live path needs without a database round trip.
+
+    The default knows no routes; the routes feature installs its own directory.
+    """
+
+    def stop_pois(self, route_id: str) -> list[str] | None:
+        return None
+
+    async def validate_for_session(
+        self, session: AsyncSession, route_id: str, night: date, default_end: datetime
+    ) -> datetime:
+        from tourapi.errors import Unprocessable
+
+        raise Unprocessable(f"no published route {route_id!r}", field="route_id")
+
+
 class Runtime:
     """A plain class on purpose: handler signatures name it, and it must not look like a data model."""
 
@@ -92,6 +110,8 @@ class Runtime:
             self.keyring, settings.jwt_issuer, timedelta(seconds=settings.access_token_ttl_s)
         )
         self.fences = FenceIndexHolder(self.sessionmaker, settings.hysteresis_m)
+        self.live = LiveStore(self.redis, settings, settings.resolved_secret())
+        self.routes: RouteDirectory = RouteDirectory()
         # The catalogue change sequence as last seen by this worker (polled each second): cheap
         # version checks (bundle ETags) without a database round trip.
         self.catalog_seq = -1

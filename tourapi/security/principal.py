@@ -23,6 +23,7 @@ class Principal:
     username: str | None = None
     venues: frozenset[str] = frozenset()
     session_id: str | None = None
+    route_id: str | None = None  # the route a visitor session follows
 
     @property
     def is_admin(self) -> bool:

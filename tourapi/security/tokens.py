@@ -74,7 +74,10 @@ def principal_from_token(token: Token) -> Principal | None:
             venues=frozenset(extras.get("venues", ())),
         )
     if typ == "session" and token.sub.startswith("session:"):
-        return Principal(subject=token.sub, role=Role.VISITOR, session_id=token.sub.removeprefix("session:"))
+        return Principal(
+            subject=token.sub, role=Role.VISITOR, session_id=token.sub.removeprefix("session:"),
+            route_id=extras.get("route") or None,
+        )
     return None
 
 

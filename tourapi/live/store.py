@@ -1,0 +1,245 @@
+"""Live visitor state in Redis: sessions, geofence transitions, occupancy, nightly counters.
+
+The database is the system of record; nothing here holds a position. A ping
+batch is applied by one Lua script call (one round trip); sweeps and
+aggregates run in background jobs (tourapi/live/jobs.py).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import date
+from importlib import resources
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from tourapi.live.keys import LiveKeys, install_hash
+from tourapi.settings import Settings
+from tourapi.timeutil import night_of
+
+COUNTER_TTL_S = 3 * 86400  # nightly counters outlive their night by two days (operators' "last night")
+SESSION_HASH_GRACE_S = 3600  # the hash outlives its expiry so the sweeper can always close its visits
+
+
+def _lua(name: str) -> str:
+    return resources.files("tourapi.live").joinpath("lua", name).read_text(encoding="utf-8")
+
+
+class SessionNotFound(Exception):
+    pass
+
+
+class SessionExpired(Exception):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class ClassifiedPing:
+    """A ping reduced to what the state machine needs: when, and which fences it is inside."""
+
+    ts: float
+    night: date
+    good: bool  # accurate enough to decide that a visitor left
+    core: tuple[str, ...]  # inside these fences, accurate enough for each fence
+    near: tuple[str, ...]  # inside these fences widened by the hysteresis margin
+
+
+@dataclass(slots=True)
+class PingOutcome:
+    transitions: list[tuple[str, str, float, str]]
+    inside: list[str]
+    visited: list[str]
+    route_id: str | None
+    late: int
+    expires: float
+
+
+@dataclass(slots=True)
+class SweepReport:
+    expired_sessions: int = 0
+    timed_out: int = 0
+    shards: dict[int, int] = field(default_factory=dict)
+
+
+def _list(value: Any) -> list[Any]:
+    # cjson encodes an empty Lua table as {}.
+    return value if isinstance(value, list) else []
+
+
+class LiveStore:
+    def __init__(self, redis: aioredis.Redis, settings: Settings, secret: str) -> None:
+        self.redis = redis
+        self.settings = settings
+        self.keys = LiveKeys(settings.redis_namespace, settings.live_shards)
+        self._secret = secret
+        self._ping = redis.register_script(_lua("ping.lua"))
+        self._leave = redis.register_script(_lua("leave.lua"))
+
+    # ---- sessions --------------------------------------------------------------------------------------------
+
+    def install_hash(self, install_id: str) -> str:
+        return install_hash(self._secret, install_id)
+
+    async def start_session(
+        self, install_id: str, route_id: str | None, locale: str, now: float, hard_end: float
+    ) -> tuple[str, float]:
+        ihash = self.install_hash(install_id)
+        shard = self.keys.shard_of_install(ihash)
+        sid = self.keys.new_session_id(shard)
+        expires = min(now + self.settings.session_idle_s, hard_end)
+        k = self.keys
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.hset(
+            k.session(shard, sid),
+            mapping={"sid": sid, "install": ihash, "route": route_id or "", "locale": locale,
+                     "created": now, "hard_end": hard_end, "last_ts": 0},
+        )
+        pipe.pexpireat(k.session(shard, sid), int((expires + SESSION_HASH_GRACE_S) * 1000))
+        pipe.zadd(k.active(shard), {sid: expires})
+        if route_id:
+            pipe.zadd(k.route_active(shard, route_id), {sid: expires})
+        pipe.sadd(k.install(shard, ihash), sid)
+        pipe.pexpireat(k.install(shard, ihash), int((hard_end + SESSION_HASH_GRACE_S) * 1000))
+        await pipe.execute()
+        return sid, expires
+
+    async def session(self, sid: str) -> dict[str, str] | None:
+        shard = self.keys.shard_of_session(sid)
+        if shard is None:
+            return None
+        data = await self.redis.hgetall(self.keys.session(shard, sid))
+        return data or None
+
+    async def apply_pings(
+        self, sid: str, route_id: str | None, pings: list[ClassifiedPing], dwell: dict[str, int], now: float
+    ) -> PingOutcome:
+        shard = self.keys.shard_of_session(sid)
+        if shard is None:
+            raise SessionNotFound(sid)
+        k = self.keys
+        entries = {p.night.isoformat(): k.entries(shard, p.night) for p in pings}
+        hll = {f"{p.night.isoformat()}|{poi}": k.visitors(shard, p.night, poi) for p in pings for poi in p.core}
+        route_key = k.route_active(shard, route_id) if route_id else None
+        payload = {
+            "now": now,
+            "idle": self.settings.session_idle_s,
+            "grace": SESSION_HASH_GRACE_S,
+            "maxlen": self.settings.event_stream_maxlen,
+            "ttl": COUNTER_TTL_S,
+            "route_key": route_key,
+            "pings": [
+                {"ts": p.ts, "night": p.night.isoformat(), "good": p.good, "core": list(p.core), "near": list(p.near)}
+                for p in pings
+            ],
+            "dwell": dwell,
+            "entries": entries,
+            "hll": hll,
+        }
+        keys = [k.session(shard, sid), k.occupancy(shard), k.presence(shard), k.active(shard), k.transitions(shard)]
+        keys += ([route_key] if route_key else []) + list(entries.values()) + list(hll.values())
+        raw = json.loads(await self._ping(keys=keys, args=[json.dumps(payload, separators=(",", ":"))]))
+        if isinstance(raw, dict) and raw.get("error") == "session_not_found":
+            raise SessionNotFound(sid)
+        if isinstance(raw, dict) and raw.get("error") == "session_expired":
+            raise SessionExpired(sid)
+        return PingOutcome(
+            transitions=[tuple(t) for t in _list(raw["t"])],  # type: ignore[misc]
+            inside=_list(raw["inside"]),
+            visited=_list(raw["visited"]),
+            route_id=raw["route"] or None,
+            late=int(raw["late"]),
+            expires=float(raw["expires"]),
+        )
+
+    async def leave(self, sid: str, pois: list[str], reason: str, ts: float) -> list[str]:
+        shard = self.keys.shard_of_session(sid)
+        if shard is None or not pois:
+            return []
+        k = self.keys
+        return list(await self._leave(
+            keys=[k.session(shard, sid), k.occupancy(shard), k.presence(shard), k.transitions(shard)],
+            args=[sid, reason, ts, self.settings.event_stream_maxlen, *pois],
+        ))
+
+    async def end_session(self, sid: str, reason: str, now: float) -> bool:
+        """Close the session's visits and erase everything it left in Redis. False if it did not exist."""
+        shard = self.keys.shard_of_session(sid)
+        if shard is None:
+            return False
+        k = self.keys
+        info = await self.redis.hmget(k.session(shard, sid), ["install", "route"])
+        ihash, route = info[0] or "", info[1] or ""
+        keys = [k.session(shard, sid), k.occupancy(shard), k.presence(shard), k.transitions(shard),
+                k.active(shard), k.install(shard, ihash or "-")]
+        if route:
+            keys.append(k.route_active(shard, route))
+        await self._leave(keys=keys, args=[sid, reason, now, self.settings.event_stream_maxlen, "*"])
+        # Presence members outlive an expired hash; close any left (the install is unknown by then).
+        stale = [m for m in await self.redis.zrange(k.presence(shard), 0, -1) if m.endswith(f"|{sid}")]
+        if stale:
+            await self.leave(sid, [m.rsplit("|", 1)[0] for m in stale], reason, now)
+        return ihash != ""
+
+    async def erase_install(self, install_id: str, now: float) -> int:
+        ihash = self.install_hash(install_id)
+        shard = self.keys.shard_of_install(ihash)
+        sids = await self.redis.smembers(self.keys.install(shard, ihash))
+        for sid in sorted(sids):
+            await self.end_session(sid, "erased", now)
+        await self.redis.delete(self.keys.install(shard, ihash))
+        return len(sids)
+
+    # ---- aggregates ------------------------------------------------------------------------------------------
+
+    async def occupancy(self) -> dict[str, int]:
+        """Sessions inside each POI now, summed over shards (one pipelined round trip)."""
+        pipe = self.redis.pipeline(transaction=False)
+        for shard in self.keys.all_shards():
+            pipe.hgetall(self.keys.occupancy(shard))
+        totals: dict[str, int] = defaultdict(int)
+        for part in await pipe.execute():
+            for poi, count in part.items():
+                totals[poi] += int(count)
+        return {poi: n for poi, n in totals.items() if n}
+
+    async def poi_occupancy(self, poi_id: str) -> int:
+        pipe = self.redis.pipeline(transaction=False)
+        for shard in self.keys.all_shards():
+            pipe.hget(self.keys.occupancy(shard), poi_id)
+        return sum(int(v or 0) for v in await pipe.execute())
+
+    # ---- background sweeps -----------------------------------------------------------------------------------
+
+    async def sweep(self, now: float | None = None, batch: int = 500) -> SweepReport:
+        """End sessions past their expiry and close visits with no ping for presence_timeout_s."""
+        now = time.time() if now is None else now
+        report = SweepReport()
+        k = self.keys
+        stale_before = now - self.settings.presence_timeout_s
+        pipe = self.redis.pipeline(transaction=False)
+        for shard in k.all_shards():
+            pipe.zrangebyscore(k.active(shard), "-inf", now, start=0, num=batch)
+            pipe.zrangebyscore(k.presence(shard), "-inf", stale_before, start=0, num=batch)
+        results = await pipe.execute()
+        for shard in k.all_shards():
+            expired, stale = results[2 * shard], results[2 * shard + 1]
+            for sid in expired:
+                await self.end_session(sid, "session_expired", now)
+                report.expired_sessions += 1
+            by_session: dict[str, list[str]] = defaultdict(list)
+            for member in stale:
+                poi, _, sid = member.rpartition("|")
+                by_session[sid].append(poi)
+            for sid, pois in by_session.items():
+                report.timed_out += len(await self.leave(sid, pois, "timeout", now))
+        return report
+
+
+def ping_night(ts: float) -> date:
+    from datetime import UTC, datetime
+
+    return night_of(datetime.fromtimestamp(ts, UTC))
