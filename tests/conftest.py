@@ -20,13 +20,14 @@ import shutil
 import socket
 import uuid
 from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+import httpx
 import pytest
-from litestar.testing import AsyncTestClient
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -213,14 +214,33 @@ async def runtime(settings: Settings) -> Runtime:
     return Runtime.create(settings)
 
 
+@asynccontextmanager
+async def lifespan(app: Any) -> AsyncIterator[None]:
+    """Run the ASGI lifespan in this event loop, so tests share the app's connections and loop."""
+    inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    outbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    task = asyncio.create_task(app({"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}, inbox.get, outbox.put))
+    await inbox.put({"type": "lifespan.startup"})
+    started = await outbox.get()
+    assert started["type"] == "lifespan.startup.complete", started
+    try:
+        yield
+    finally:
+        await inbox.put({"type": "lifespan.shutdown"})
+        await outbox.get()
+        await task
+
+
 @pytest.fixture
-async def client(settings: Settings, runtime: Runtime) -> AsyncIterator[AsyncTestClient[Any]]:
+async def client(settings: Settings, runtime: Runtime) -> AsyncIterator[httpx.AsyncClient]:
     app = create_app(settings, runtime)
-    async with AsyncTestClient(app=app, base_url="http://testserver.local") as test_client:
-        yield test_client
+    async with lifespan(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver.local") as test_client:
+            yield test_client
 
 
-async def token_for(client: AsyncTestClient[Any], username: str) -> str:
+async def token_for(client: httpx.AsyncClient, username: str) -> str:
     response = await client.post(
         "/v1/auth/token", json={"username": username, "password": demo_password(SECRET, username)}
     )
@@ -229,7 +249,7 @@ async def token_for(client: AsyncTestClient[Any], username: str) -> str:
 
 
 @pytest.fixture
-def auth(client: AsyncTestClient[Any]) -> Callable[[str], Any]:
+def auth(client: httpx.AsyncClient) -> Callable[[str], Any]:
     """``await auth("admin")`` -> headers with a bearer token for that demo account."""
     cache: dict[str, dict[str, str]] = {}
 

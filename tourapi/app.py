@@ -22,6 +22,7 @@ from litestar.openapi.spec import Components, SecurityScheme
 import tourapi
 from tourapi.db import models  # noqa: F401  (registers every table)
 from tourapi.db.base import Base
+from tourapi.domain.anchors.controllers import AnchorController
 from tourapi.domain.auth.controllers import AuthController
 from tourapi.domain.geofences.controllers import GeofenceController
 from tourapi.domain.health.controllers import healthz, readyz
@@ -39,6 +40,7 @@ ROUTE_HANDLERS: list[Any] = [
     readyz,
     AuthController,
     PoiController,
+    AnchorController,
     GeofenceController,
     OgcController,
     SessionController,

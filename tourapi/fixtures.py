@@ -9,6 +9,7 @@ from typing import Any
 
 import msgspec
 
+from tourapi.domain.anchors.loader import load_anchors
 from tourapi.domain.pois.schemas import PoiWrite
 from tourapi.domain.pois.services import PoiService
 from tourapi.errors import ApiError
@@ -41,6 +42,7 @@ async def load_pois(runtime: Runtime, path: Path) -> tuple[int, int]:
 
 # File name -> loader, in dependency order. Later features append their own files.
 LOADERS: list[tuple[str, Loader]] = [("pois.geojson", load_pois)]
+LOADERS.append(("anchors.json", load_anchors))
 
 
 async def load_fixtures(runtime: Runtime, folder: Path) -> dict[str, tuple[int, int]]:

@@ -7,6 +7,8 @@ aggregates run in background jobs (tourapi/live/jobs.py).
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import time
 from collections import defaultdict
@@ -26,7 +28,7 @@ SESSION_HASH_GRACE_S = 3600  # the hash outlives its expiry so the sweeper can a
 
 
 def _lua(name: str) -> str:
-    return resources.files("tourapi.live").joinpath("lua", name).read_text(encoding="utf-8")
+    return (resources.files("tourapi.live") / "lua" / name).read_text(encoding="utf-8")
 
 
 class SessionNotFound(Exception):
@@ -84,10 +86,15 @@ class LiveStore:
     def install_hash(self, install_id: str) -> str:
         return install_hash(self._secret, install_id)
 
+    def visitor_token(self, install_hash: str, night: str) -> str:
+        # Unique-visitor sketches count a per-night keyed token, which cannot be linked across nights
+        # or back to an install without the server secret.
+        message = f"visitor:{night}:{install_hash}".encode()
+        return hmac.new(self._secret.encode(), message, hashlib.sha256).hexdigest()[:16]
+
     async def start_session(
-        self, install_id: str, route_id: str | None, locale: str, now: float, hard_end: float
+        self, ihash: str, route_id: str | None, locale: str, now: float, hard_end: float
     ) -> tuple[str, float]:
-        ihash = self.install_hash(install_id)
         shard = self.keys.shard_of_install(ihash)
         sid = self.keys.new_session_id(shard)
         expires = min(now + self.settings.session_idle_s, hard_end)
@@ -115,7 +122,13 @@ class LiveStore:
         return data or None
 
     async def apply_pings(
-        self, sid: str, route_id: str | None, pings: list[ClassifiedPing], dwell: dict[str, int], now: float
+        self,
+        sid: str,
+        install: str,
+        route_id: str | None,
+        pings: list[ClassifiedPing],
+        dwell: dict[str, int],
+        now: float,
     ) -> PingOutcome:
         shard = self.keys.shard_of_session(sid)
         if shard is None:
@@ -138,6 +151,7 @@ class LiveStore:
             "dwell": dwell,
             "entries": entries,
             "hll": hll,
+            "visitor": {night: self.visitor_token(install, night) for night in entries},
         }
         keys = [k.session(shard, sid), k.occupancy(shard), k.presence(shard), k.active(shard), k.transitions(shard)]
         keys += ([route_key] if route_key else []) + list(entries.values()) + list(hll.values())

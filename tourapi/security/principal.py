@@ -24,6 +24,7 @@ class Principal:
     venues: frozenset[str] = frozenset()
     session_id: str | None = None
     route_id: str | None = None  # the route a visitor session follows
+    install_hash: str | None = None  # keyed hash of the visitor's install id (never the id itself)
 
     @property
     def is_admin(self) -> bool:

@@ -76,7 +76,7 @@ def principal_from_token(token: Token) -> Principal | None:
     if typ == "session" and token.sub.startswith("session:"):
         return Principal(
             subject=token.sub, role=Role.VISITOR, session_id=token.sub.removeprefix("session:"),
-            route_id=extras.get("route") or None,
+            route_id=extras.get("route") or None, install_hash=extras.get("inst") or None,
         )
     return None
 

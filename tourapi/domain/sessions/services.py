@@ -52,10 +52,12 @@ async def start_session(runtime: Runtime, session: AsyncSession, data: SessionSt
     if data.route_id is not None:
         ends = await runtime.routes.validate_for_session(session, data.route_id, night, ends)
     hard_end = (ends + timedelta(hours=runtime.settings.session_grace_after_night_h)).timestamp()
-    sid, expires = await runtime.live.start_session(data.install_id, data.route_id, locale, now, hard_end)
+    ihash = runtime.live.install_hash(data.install_id)
+    sid, expires = await runtime.live.start_session(ihash, data.route_id, locale, now, hard_end)
+    # The token carries what the ping path needs, so a ping batch costs one Redis call and no lookup.
     token, _ = issue_token(
         runtime.jwt, f"session:{sid}", timedelta(seconds=hard_end - now), runtime.settings.jwt_issuer,
-        typ="session", route=data.route_id or "",
+        typ="session", route=data.route_id or "", inst=ihash,
     )
     return SessionStarted(session_id=sid, token=token, token_type="bearer", expires_at=_iso(expires),
                           ends_at=_iso(hard_end))
@@ -86,7 +88,7 @@ async def ingest_pings(runtime: Runtime, principal: Principal, session_id: str, 
         if ping.timestamp.tzinfo is None:
             rejected.append(_reject(i, "timestamp_without_offset", "timestamp needs a UTC offset, e.g. +08:00"))
             continue
-        ts = ping.timestamp.timestamp()
+        ts = round(ping.timestamp.timestamp(), 3)
         if not (math.isfinite(ping.lon) and math.isfinite(ping.lat) and math.isfinite(ping.accuracy)):
             rejected.append(_reject(i, "not_finite", "lon, lat and accuracy must be finite numbers"))
         elif not (-180 <= ping.lon <= 180 and -90 <= ping.lat <= 90):
@@ -117,7 +119,9 @@ async def ingest_pings(runtime: Runtime, principal: Principal, session_id: str, 
                 near=tuple(sorted(index.ids[f] for f in near[n])),
             ))
     try:
-        outcome = await runtime.live.apply_pings(session_id, principal.route_id, classified, dwell, now)
+        outcome = await runtime.live.apply_pings(
+            session_id, principal.install_hash or "", principal.route_id, classified, dwell, now
+        )
     except (SessionNotFound, SessionExpired):
         raise SessionGone("the session has ended or expired; start a new one", field="session_id") from None
     progress = None

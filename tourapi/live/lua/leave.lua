@@ -20,7 +20,7 @@ for _, poi in ipairs(pois) do
   redis.call('HDEL', ses, 'in:' .. poi)
   -- The presence member is the truth of "inside" (it outlives an expired session hash).
   if redis.call('ZREM', presence, poi .. '|' .. sid) == 1 then
-    redis.call('HINCRBY', occ, poi, -1)
+    redis.call('HINCRBY', occ, poi, '-1')
     redis.call('XADD', stream, 'MAXLEN', '~', maxlen, '*', 't', 'exit', 'p', poi, 'ts', ts, 'r', reason)
     left[#left + 1] = poi
   end

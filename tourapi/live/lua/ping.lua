@@ -4,7 +4,8 @@
 --       5 shard transitions stream, 6.. the route's active-sessions zset (if any), per-night entries hashes and
 --       per-night-per-POI HyperLogLogs (named in ARGV's payload; every key touched is declared here).
 -- ARGV[1]: JSON {now, idle, grace, maxlen, ttl, route_key?, pings: [{ts, night, good, core: [poi], near: [poi]}]
---               (sorted by ts), dwell: {poi: seconds}, entries: {night: key}, hll: {"night|poi": key}}
+--               (sorted by ts), dwell: {poi: seconds}, entries: {night: key}, hll: {"night|poi": key},
+--               visitor: {night: the visitor's unlinkable token for that night's unique counts}}
 -- Session hash fields: sid, install, route, hard_end, last_ts, "in:<poi>" = "entered|dwelled|threshold|seen",
 --                      "v:<poi>" = first visit time (route progress).
 local ses, occ, presence, active, stream = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
@@ -37,7 +38,7 @@ end
 local out, late = {}, 0
 local function emit(kind, poi, ts, reason)
   out[#out + 1] = {kind, poi, ts, reason}
-  redis.call('XADD', stream, 'MAXLEN', '~', p.maxlen, '*', 't', kind, 'p', poi, 'ts', ts, 'r', reason)
+  redis.call('XADD', stream, 'MAXLEN', '~', tostring(p.maxlen), '*', 't', kind, 'p', poi, 'ts', tostring(ts), 'r', reason)
 end
 
 for _, ping in ipairs(p.pings) do
@@ -63,7 +64,7 @@ for _, ping in ipairs(p.pings) do
         removed[#removed + 1] = poi
         -- The presence member is the truth of "inside": count down only if it was there.
         if redis.call('ZREM', presence, poi .. '|' .. sid) == 1 then
-          redis.call('HINCRBY', occ, poi, -1)
+          redis.call('HINCRBY', occ, poi, '-1')
         end
         emit('exit', poi, ping.ts, 'left')
       end
@@ -73,17 +74,17 @@ for _, ping in ipairs(p.pings) do
       if not inside[poi] then
         inside[poi] = {ping.ts, false, tonumber(p.dwell[poi]) or 300, ping.ts}
         changed[poi] = true
-        if redis.call('ZADD', presence, ping.ts, poi .. '|' .. sid) == 1 then
-          redis.call('HINCRBY', occ, poi, 1)
+        if redis.call('ZADD', presence, tostring(ping.ts), poi .. '|' .. sid) == 1 then
+          redis.call('HINCRBY', occ, poi, '1')
         end
-        redis.call('HINCRBY', p.entries[ping.night], poi, 1)
-        redis.call('EXPIRE', p.entries[ping.night], p.ttl)
+        redis.call('HINCRBY', p.entries[ping.night], poi, '1')
+        redis.call('EXPIRE', p.entries[ping.night], tostring(p.ttl))
         local hll = p.hll[ping.night .. '|' .. poi]
-        redis.call('PFADD', hll, install)
-        redis.call('EXPIRE', hll, p.ttl)
+        redis.call('PFADD', hll, p.visitor[ping.night])
+        redis.call('EXPIRE', hll, tostring(p.ttl))
         if not h['v:' .. poi] then
           h['v:' .. poi] = tostring(ping.ts)
-          redis.call('HSET', ses, 'v:' .. poi, ping.ts)
+          redis.call('HSET', ses, 'v:' .. poi, tostring(ping.ts))
         end
         emit('enter', poi, ping.ts, 'entered')
       end
@@ -94,16 +95,16 @@ end
 for _, poi in ipairs(sorted_keys(changed)) do
   local st = inside[poi]
   redis.call('HSET', ses, 'in:' .. poi, st[1] .. '|' .. (st[2] and '1' or '0') .. '|' .. st[3] .. '|' .. st[4])
-  redis.call('ZADD', presence, st[4], poi .. '|' .. sid)
+  redis.call('ZADD', presence, tostring(st[4]), poi .. '|' .. sid)
 end
 for _, poi in ipairs(removed) do redis.call('HDEL', ses, 'in:' .. poi) end
 
 -- Sliding expiry, never past the session's hard end.
 local expires = math.min(p.now + p.idle, hard_end)
-redis.call('HSET', ses, 'last_ts', last_ts)
-redis.call('ZADD', active, expires, sid)
-if p.route_key then redis.call('ZADD', p.route_key, expires, sid) end
-redis.call('PEXPIREAT', ses, math.floor((expires + p.grace) * 1000))
+redis.call('HSET', ses, 'last_ts', tostring(last_ts))
+redis.call('ZADD', active, tostring(expires), sid)
+if p.route_key and p.route_key ~= cjson.null then redis.call('ZADD', p.route_key, tostring(expires), sid) end
+redis.call('PEXPIREAT', ses, string.format('%d', math.floor((expires + p.grace) * 1000)))
 
 local now_inside, visited = sorted_keys(inside), {}
 for field, _ in pairs(h) do

@@ -1,0 +1,1 @@
+"""AR anchors: provider-neutral geo-anchors (OGC GeoPose) for night AR scenes."""
