@@ -267,3 +267,28 @@ async def test_batch_size_bounds(client, count: int) -> None:
 async def test_unknown_route_is_refused(client) -> None:
     response = await client.post("/v1/sessions", json={"install_id": "install-12345678", "route_id": "nope"})
     assert response.status_code == 422 and response.json()["field"] == "route_id"
+
+
+async def test_counters_and_five_minute_snapshot(client, runtime) -> None:
+    from sqlalchemy import select
+
+    from tourapi.db.models import OccupancySnapshot
+    from tourapi.timeutil import night_of
+
+    install = f"install-{uuid.uuid4()}"
+    for _ in range(2):  # the same install twice: two entries, one unique visitor
+        sid, headers = await start(client, install)
+        await send(client, sid, headers, [ping((CENTRE.x, CENTRE.y), 30)])
+        await client.delete(f"/v1/sessions/{sid}", headers=headers)
+    sid, headers = await start(client)
+    await send(client, sid, headers, [ping((CENTRE.x, CENTRE.y), 20)])
+    night = night_of(datetime.now(UTC))
+    counters = (await runtime.live.night_counters(night))[LION]
+    assert counters == {"entries": 3, "checkins": 0, "unique": 2}
+
+    written = await runtime.jobs.snapshot(force=True)
+    assert written >= 1
+    async with runtime.sessionmaker() as session:
+        rows = (await session.scalars(select(OccupancySnapshot).where(OccupancySnapshot.poi_id == LION))).all()
+    assert [(r.occupancy, r.entries_tonight, r.unique_tonight) for r in rows] == [(1, 3, 2)]
+    assert rows[0].bucket.minute % 5 == 0 and rows[0].bucket.second == 0

@@ -25,6 +25,7 @@ from tourapi.db.models import Poi
 from tourapi.db.sync import current_sync_seq
 from tourapi.geo.backend import SpatialBackend, backend_for
 from tourapi.geo.index import FenceSource, GeofenceIndex
+from tourapi.live.jobs import LiveJobs
 from tourapi.live.store import LiveStore
 from tourapi.security.keys import Keyring, load_keyring
 from tourapi.security.principal import Principal
@@ -112,6 +113,7 @@ class Runtime:
         self.fences = FenceIndexHolder(self.sessionmaker, settings.hysteresis_m)
         self.live = LiveStore(self.redis, settings, settings.resolved_secret())
         self.routes: RouteDirectory = RouteDirectory()
+        self.jobs = LiveJobs(self)
         # The catalogue change sequence as last seen by this worker (polled each second): cheap
         # version checks (bundle ETags) without a database round trip.
         self.catalog_seq = -1
@@ -119,6 +121,8 @@ class Runtime:
         self.periodic: list[tuple[str, float, Callable[[], Awaitable[None]]]] = []
         self._tasks: list[asyncio.Task[Any]] = []
         self._started = False
+        self.every("catalog-poll", POLL_INTERVAL_S, self._poll_catalog)
+        self.jobs.register()
 
     @classmethod
     def create(cls, settings: Settings) -> Runtime:
@@ -140,7 +144,6 @@ class Runtime:
                 await session.rollback()
         self._started = True
         await self._poll_catalog()
-        self.every("catalog-poll", POLL_INTERVAL_S, self._poll_catalog)
         for name, interval, job in self.periodic:
             self._tasks.append(asyncio.create_task(self._loop(name, interval, job), name=name))
 

@@ -80,6 +80,7 @@ class LiveStore:
         self._secret = secret
         self._ping = redis.register_script(_lua("ping.lua"))
         self._leave = redis.register_script(_lua("leave.lua"))
+        self._checkin = redis.register_script(_lua("checkin.lua"))
 
     # ---- sessions --------------------------------------------------------------------------------------------
 
@@ -206,6 +207,88 @@ class LiveStore:
             await self.end_session(sid, "erased", now)
         await self.redis.delete(self.keys.install(shard, ihash))
         return len(sids)
+
+    # ---- check-ins --------------------------------------------------------------------------------------------
+
+    async def record_checkin(
+        self, sid: str, visitor: str, poi_id: str, checkpoint_id: str, ts: float, night: date, fresh: bool,
+        dwell_threshold_s: int,
+    ) -> bool:
+        """Count one committed check-in (call once per new record). Returns True if it placed the visitor inside."""
+        shard = self.keys.shard_of_session(sid)
+        if shard is None:
+            return False
+        k = self.keys
+        keys = [k.checkins(shard, night), k.visitors(shard, night, poi_id), k.session(shard, sid),
+                k.occupancy(shard), k.presence(shard), k.entries(shard, night), k.transitions(shard)]
+        args = [sid, poi_id, checkpoint_id, f"{ts:.3f}", visitor, "1" if fresh else "0", dwell_threshold_s,
+                self.settings.event_stream_maxlen, COUNTER_TTL_S]
+        return bool(await self._checkin(keys=keys, args=args))
+
+    async def rebuild_night(
+        self, night: date, checkins: list[tuple[str, str, str, str]], entries_floor: dict[str, int]
+    ) -> dict[str, int]:
+        """Recount a night's check-ins and unique visitors from database facts.
+
+        ``checkins`` are (session id, poi, checkpoint, visitor token) per stored check-in. Ping-derived
+        entries live only in Redis; ``entries_floor`` (from the persisted snapshots) restores them to at
+        least the last snapshot.
+        """
+        k = self.keys
+        by_shard: dict[int, list[tuple[str, str, str, str]]] = defaultdict(list)
+        for record in checkins:
+            shard = k.shard_of_session(record[0])
+            if shard is not None:
+                by_shard[shard].append(record)
+        pipe = self.redis.pipeline(transaction=False)
+        for shard in k.all_shards():
+            pipe.delete(k.checkins(shard, night))
+            for _sid, poi, checkpoint, visitor in by_shard.get(shard, []):
+                pipe.hincrby(k.checkins(shard, night), poi, 1)
+                pipe.hincrby(k.checkins(shard, night), f"{poi}|{checkpoint}", 1)
+                pipe.pfadd(k.visitors(shard, night, poi), visitor)
+                pipe.expire(k.visitors(shard, night, poi), COUNTER_TTL_S)
+            pipe.expire(k.checkins(shard, night), COUNTER_TTL_S)
+        await pipe.execute()
+        current = await self.night_counters(night)
+        topped_up = {}
+        pipe = self.redis.pipeline(transaction=False)
+        for poi, floor in entries_floor.items():
+            missing = floor - current.get(poi, {}).get("entries", 0)
+            if missing > 0:
+                pipe.hincrby(k.entries(0, night), poi, missing)
+                topped_up[poi] = missing
+        pipe.expire(k.entries(0, night), COUNTER_TTL_S)
+        await pipe.execute()
+        return {"checkins": len(checkins), "entries_topped_up": sum(topped_up.values())}
+
+    async def night_counters(self, night: date) -> dict[str, dict[str, int]]:
+        """Per POI: entries, check-ins and unique visitors during the night, in two pipelined round trips."""
+        k = self.keys
+        pipe = self.redis.pipeline(transaction=False)
+        for shard in k.all_shards():
+            pipe.hgetall(k.entries(shard, night))
+            pipe.hgetall(k.checkins(shard, night))
+        parts = await pipe.execute()
+        counters: dict[str, dict[str, int]] = defaultdict(lambda: {"entries": 0, "checkins": 0, "unique": 0})
+        touched: list[tuple[int, str]] = []
+        for shard in k.all_shards():
+            entries, checkins = parts[2 * shard], parts[2 * shard + 1]
+            for poi, n in entries.items():
+                counters[poi]["entries"] += int(n)
+            for field_name, n in checkins.items():
+                if "|" not in field_name:
+                    counters[field_name]["checkins"] += int(n)
+            for poi in set(entries) | {f for f in checkins if "|" not in f}:
+                touched.append((shard, poi))
+        if touched:
+            pipe = self.redis.pipeline(transaction=False)
+            for shard, poi in touched:
+                pipe.pfcount(k.visitors(shard, night, poi))
+            # Visitors are partitioned by install across shards, so per-shard counts add up.
+            for (_, poi), n in zip(touched, await pipe.execute()):
+                counters[poi]["unique"] += int(n)
+        return dict(counters)
 
     # ---- aggregates ------------------------------------------------------------------------------------------
 

@@ -1,0 +1,25 @@
+-- Count a committed check-in, and (when it is fresh) place the visitor inside the venue.
+-- Called once per check-in record, after the database commit; the record is the source of truth.
+-- KEYS: 1 shard check-ins hash (night), 2 the POI's unique-visitor HyperLogLog (night), 3 session hash,
+--       4 shard occupancy hash, 5 shard presence zset, 6 shard entries hash (night), 7 shard transitions stream
+-- ARGV: 1 session id, 2 poi, 3 checkpoint id, 4 check-in time, 5 visitor token, 6 "1" if it is fresh (counts as
+--       inside now), 7 dwell threshold, 8 stream maxlen, 9 counter ttl
+local checkins, hll, ses, occ, presence, entries, stream = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
+local sid, poi, checkpoint, ts, visitor, fresh = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
+redis.call('HINCRBY', checkins, poi, '1')
+redis.call('HINCRBY', checkins, poi .. '|' .. checkpoint, '1')
+redis.call('EXPIRE', checkins, ARGV[9])
+redis.call('PFADD', hll, visitor)
+redis.call('EXPIRE', hll, ARGV[9])
+redis.call('XADD', stream, 'MAXLEN', '~', ARGV[8], '*', 't', 'checkin', 'p', poi, 'ts', ts, 'r', checkpoint)
+if fresh ~= '1' or redis.call('EXISTS', ses) == 0 then return 0 end
+if redis.call('HEXISTS', ses, 'in:' .. poi) == 1 then return 0 end
+redis.call('HSET', ses, 'in:' .. poi, ts .. '|0|' .. ARGV[7] .. '|' .. ts)
+if redis.call('HEXISTS', ses, 'v:' .. poi) == 0 then redis.call('HSET', ses, 'v:' .. poi, ts) end
+if redis.call('ZADD', presence, ts, poi .. '|' .. sid) == 1 then
+  redis.call('HINCRBY', occ, poi, '1')
+  redis.call('HINCRBY', entries, poi, '1')
+  redis.call('EXPIRE', entries, ARGV[9])
+  redis.call('XADD', stream, 'MAXLEN', '~', ARGV[8], '*', 't', 'enter', 'p', poi, 'ts', ts, 'r', 'checkin')
+end
+return 1
