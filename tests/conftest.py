@@ -232,12 +232,35 @@ async def lifespan(app: Any) -> AsyncIterator[None]:
 
 
 @pytest.fixture
-async def client(settings: Settings, runtime: Runtime) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(settings, runtime)
-    async with lifespan(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver.local") as test_client:
-            yield test_client
+async def app(settings: Settings, runtime: Runtime) -> AsyncIterator[Any]:
+    application = create_app(settings, runtime)
+    async with lifespan(application):
+        yield application
+
+
+@pytest.fixture
+async def client(app: Any) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver.local") as test_client:
+        yield test_client
+
+
+@pytest.fixture
+async def server_url(app: Any) -> AsyncIterator[str]:
+    """The same app behind a real HTTP server in this event loop (for streaming responses)."""
+    import uvicorn
+
+    config = uvicorn.Config(app, host="127.0.0.1", port=0, lifespan="off", log_level="warning")
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        await asyncio.sleep(0.01)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task
 
 
 async def token_for(client: httpx.AsyncClient, username: str) -> str:

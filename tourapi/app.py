@@ -24,11 +24,22 @@ from tourapi.db import models  # noqa: F401  (registers every table)
 from tourapi.db.base import Base
 from tourapi.domain.anchors.controllers import AnchorController
 from tourapi.domain.auth.controllers import AuthController
+from tourapi.domain.checkins.controllers import CheckinController
+from tourapi.domain.checkins.counters import register_checkin_jobs
+from tourapi.domain.checkpoints.controllers import (
+    CheckpointController,
+    PosterLandingController,
+    VenueCheckpointController,
+)
 from tourapi.domain.geofences.controllers import GeofenceController
 from tourapi.domain.health.controllers import healthz, readyz
+from tourapi.domain.live.controllers import LiveController
+from tourapi.domain.media.controllers import MediaController, MediaUploadController
 from tourapi.domain.ogc.controllers import OgcController
 from tourapi.domain.pois.controllers import PoiController
+from tourapi.domain.routes.controllers import RouteController, RouteManageController
 from tourapi.domain.sessions.controllers import CrowdController, PrivacyController, SessionController
+from tourapi.domain.sync.controllers import SyncController
 from tourapi.errors import EXCEPTION_HANDLERS
 from tourapi.logs import RequestIdMiddleware, configure_logging
 from tourapi.runtime import Runtime
@@ -41,11 +52,21 @@ ROUTE_HANDLERS: list[Any] = [
     AuthController,
     PoiController,
     AnchorController,
+    RouteController,
+    RouteManageController,
+    SyncController,
+    MediaController,
+    MediaUploadController,
     GeofenceController,
     OgcController,
     SessionController,
     PrivacyController,
     CrowdController,
+    VenueCheckpointController,
+    CheckpointController,
+    CheckinController,
+    PosterLandingController,
+    LiveController,
 ]
 # Streams must not be buffered or compressed.
 UNCOMPRESSED_PATHS = ["/v1/live/stream"]
@@ -54,6 +75,7 @@ UNCOMPRESSED_PATHS = ["/v1/live/stream"]
 def create_app(settings: Settings, runtime: Runtime | None = None) -> Litestar:
     configure_logging(settings)
     runtime = runtime or Runtime.create(settings)
+    register_checkin_jobs(runtime)
 
     @asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:

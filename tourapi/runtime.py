@@ -25,6 +25,7 @@ from tourapi.db.models import Poi
 from tourapi.db.sync import current_sync_seq
 from tourapi.geo.backend import SpatialBackend, backend_for
 from tourapi.geo.index import FenceSource, GeofenceIndex
+from tourapi.live.events import LiveEvents
 from tourapi.live.jobs import LiveJobs
 from tourapi.live.store import LiveStore
 from tourapi.security.keys import Keyring, load_keyring
@@ -89,6 +90,10 @@ class RouteDirectory:
     def stop_pois(self, route_id: str) -> list[str] | None:
         return None
 
+    def route_ids(self) -> list[str]:
+        """Published routes, for per-route live counts."""
+        return []
+
     async def validate_for_session(
         self, session: AsyncSession, route_id: str, night: date, default_end: datetime
     ) -> datetime:
@@ -113,6 +118,7 @@ class Runtime:
         self.fences = FenceIndexHolder(self.sessionmaker, settings.hysteresis_m)
         self.live = LiveStore(self.redis, settings, settings.resolved_secret())
         self.routes: RouteDirectory = RouteDirectory()
+        self.events = LiveEvents(self.redis, self.live.keys.global_key("events"), settings.event_stream_maxlen)
         self.jobs = LiveJobs(self)
         # The catalogue change sequence as last seen by this worker (polled each second): cheap
         # version checks (bundle ETags) without a database round trip.

@@ -10,11 +10,15 @@ from __future__ import annotations
 import logging
 import secrets
 import time
+from collections import defaultdict
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from tourapi.db.models import OccupancySnapshot
+from sqlalchemy import update
+
+from tourapi.db.models import Alert, OccupancySnapshot
 from tourapi.db.upsert import upsert
+from tourapi.live.crowd import LEVELS, crowd_level
 from tourapi.timeutil import night_of
 
 if TYPE_CHECKING:
@@ -24,6 +28,9 @@ log = logging.getLogger("tourapi.live.jobs")
 LEASE_MS = 6000
 ELECT_EVERY_S = 2.0
 SWEEP_EVERY_S = 10.0
+# An alert re-arms only once occupancy falls this far (share of capacity) below its level's threshold.
+ALERT_HYSTERESIS = 0.05
+RANK = {level: n for n, level in enumerate(LEVELS)}
 _RENEW = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
 return 0
@@ -40,6 +47,7 @@ class LiveJobs:
 
     def register(self) -> None:
         self.runtime.every("live-leader", ELECT_EVERY_S, self.elect)
+        self.runtime.every("live-aggregate", self.runtime.settings.aggregate_interval_s, self.aggregate)
         self.runtime.every("live-sweep", SWEEP_EVERY_S, self.sweep)
         self.runtime.every("live-snapshot", min(30.0, self.runtime.settings.snapshot_interval_s / 2), self.snapshot)
 
@@ -91,3 +99,112 @@ class LiveJobs:
             await session.commit()
         self._last_bucket = bucket
         return len(rows)
+
+    # ---- aggregation: transitions -> operator events, crowd levels and alerts ------------------------------
+
+    async def aggregate(self, now: float | None = None) -> list[tuple[str, dict[str, Any]]]:
+        """One tick of the leader's aggregator; returns the events it published (for tests)."""
+        if not self.is_leader:
+            return []
+        now = time.time() if now is None else now
+        live, redis = self.runtime.live, self.runtime.redis
+        k = live.keys
+        cursor_key = k.global_key("aggregate-cursor")
+        cursors = await redis.hgetall(cursor_key)
+        pipe = redis.pipeline(transaction=False)
+        for shard in k.all_shards():
+            pipe.xrange(k.transitions(shard), min=f"({cursors.get(str(shard), '0-0')}", count=5000)
+        batches = await pipe.execute()
+        tally: dict[str, dict[str, int]] = defaultdict(lambda: {"enters": 0, "exits": 0, "dwells": 0, "checkins": 0})
+        new_cursors = {}
+        for shard, entries in zip(k.all_shards(), batches):
+            for _eid, fields in entries:
+                kind = {"enter": "enters", "exit": "exits", "dwell": "dwells", "checkin": "checkins"}.get(fields["t"])
+                if kind:
+                    tally[fields["p"]][kind] += 1
+            if entries:
+                new_cursors[str(shard)] = entries[-1][0]
+        occupancy = await live.occupancy()
+        index = self.runtime.fences.index
+        levels_key = k.global_key("crowd")
+        previous = await redis.hgetall(levels_key)
+        published: list[tuple[str, dict[str, Any]]] = []
+        changed_levels: dict[str, str] = {}
+        rows = []
+        for poi in sorted(set(occupancy) | set(previous) | set(tally)):
+            if poi not in index.position:
+                continue
+            capacity = index.sources[index.position[poi]].capacity
+            occ = occupancy.get(poi, 0)
+            level = crowd_level(occ, capacity)
+            if previous.get(poi, "comfortable") != level:
+                changed_levels[poi] = level
+                published.append(("crowd_level", {"poi_id": poi, "from": previous.get(poi, "comfortable"),
+                                                  "to": level, "capacity": capacity}))
+            if poi in tally:
+                rows.append({"poi_id": poi, "occupancy": occ, "capacity": capacity, "level": level, **tally[poi]})
+        if rows:
+            published.insert(0, ("occupancy", {"pois": rows}))
+        checkins = [{"poi_id": p, "count": t["checkins"]} for p, t in sorted(tally.items()) if t["checkins"]]
+        if checkins:
+            published.append(("checkin", {"pois": checkins}))
+        published += await self._alerts(occupancy, index, now)
+        for kind, data in published:
+            await self.runtime.events.publish(kind, data)
+        pipe = redis.pipeline(transaction=False)
+        if changed_levels:
+            pipe.hset(levels_key, mapping=changed_levels)
+        if new_cursors:
+            pipe.hset(cursor_key, mapping=new_cursors)
+        await pipe.execute()
+        return published
+
+    async def _alerts(self, occupancy: dict[str, int], index: Any, now: float) -> list[tuple[str, dict[str, Any]]]:
+        """Raise an alert once when a venue reaches busy/crowded/full; re-arm below the threshold minus 5%."""
+        redis = self.runtime.redis
+        armed_key = self.runtime.live.keys.global_key("alert-armed")
+        armed = {poi: int(rank) for poi, rank in (await redis.hgetall(armed_key)).items()}
+        events: list[tuple[str, dict[str, Any]]] = []
+        raise_rows: list[Alert] = []
+        rearm: dict[str, int] = {}
+        cleared: list[tuple[str, int]] = []
+        for poi in sorted(set(occupancy) | set(armed)):
+            if poi not in index.position:
+                continue
+            capacity = index.sources[index.position[poi]].capacity
+            occ = occupancy.get(poi, 0)
+            rank = RANK[crowd_level(occ, capacity)]
+            current = armed.get(poi, 0)
+            if rank > current:
+                raise_rows.append(Alert(poi_id=poi, level=LEVELS[rank], occupancy=occ, capacity=capacity,
+                                        raised_at=datetime.fromtimestamp(now, UTC)))
+                rearm[poi] = rank
+            elif current > 0:
+                relaxed = RANK[crowd_level(occ + int(ALERT_HYSTERESIS * capacity), capacity)]
+                if relaxed < current:
+                    rearm[poi] = relaxed
+                    cleared.append((poi, relaxed))
+        if not (raise_rows or rearm):
+            return events
+        async with self.runtime.sessionmaker() as session:
+            for poi, below in cleared:
+                await session.execute(
+                    update(Alert).where(Alert.poi_id == poi, Alert.cleared_at.is_(None),
+                                        Alert.level.in_(LEVELS[below + 1:]))
+                    .values(cleared_at=datetime.fromtimestamp(now, UTC))
+                )
+            session.add_all(raise_rows)
+            await session.commit()
+            for row in raise_rows:
+                events.append(("alert", alert_json(row)))
+        await redis.hset(armed_key, mapping={poi: str(rank) for poi, rank in rearm.items()})
+        return events
+
+
+def alert_json(alert: Alert) -> dict[str, Any]:
+    return {
+        "id": alert.id, "poi_id": alert.poi_id, "level": alert.level, "occupancy": alert.occupancy,
+        "capacity": alert.capacity, "raised_at": alert.raised_at.isoformat(),
+        "acked_at": alert.acked_at.isoformat() if alert.acked_at else None, "acked_by": alert.acked_by,
+        "cleared_at": alert.cleared_at.isoformat() if alert.cleared_at else None,
+    }

@@ -1,4 +1,4 @@
-"""live state: five-minute occupancy snapshots
+"""live state: five-minute occupancy snapshots and crowd alerts
 
 Revision ID: 0004_live
 Revises: 0001
@@ -31,7 +31,26 @@ def upgrade() -> None:
         sa.ForeignKeyConstraint(["poi_id"], ["pois.id"], name=op.f("fk_occupancy_snapshots_poi_id_pois")),
         sa.PrimaryKeyConstraint("poi_id", "bucket", name=op.f("pk_occupancy_snapshots")),
     )
+    op.create_table(
+        "alerts",
+        sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
+        sa.Column("poi_id", sa.String(length=64), nullable=False),
+        sa.Column("level", sa.String(length=16), nullable=False),
+        sa.Column("occupancy", sa.Integer(), nullable=False),
+        sa.Column("capacity", sa.Integer(), nullable=False),
+        sa.Column("raised_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("cleared_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("acked_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("acked_by", sa.String(length=64), nullable=True),
+        sa.ForeignKeyConstraint(["poi_id"], ["pois.id"], name=op.f("fk_alerts_poi_id_pois")),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_alerts")),
+    )
+    op.create_index(op.f("ix_alerts_poi_id"), "alerts", ["poi_id"], unique=False)
+    op.create_index(op.f("ix_alerts_raised_at"), "alerts", ["raised_at"], unique=False)
 
 
 def downgrade() -> None:
+    op.drop_index(op.f("ix_alerts_raised_at"), table_name="alerts")
+    op.drop_index(op.f("ix_alerts_poi_id"), table_name="alerts")
+    op.drop_table("alerts")
     op.drop_table("occupancy_snapshots")
