@@ -43,6 +43,7 @@ from tourapi.domain.sync.controllers import SyncController
 from tourapi.errors import EXCEPTION_HANDLERS
 from tourapi.logs import RequestIdMiddleware, configure_logging
 from tourapi.runtime import Runtime
+from tourapi.security.tokens import OPENAPI_PATH
 from tourapi.settings import Settings
 from tourapi.web.etag import ETagMiddleware
 
@@ -122,7 +123,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Litestar:
             title="tourapi",
             version=tourapi.__version__,
             description="Backend for cultural-tourism night-tour apps. See docs/api.md.",
-            path="/schema",
+            path=OPENAPI_PATH,
             render_plugins=[ScalarRenderPlugin(), SwaggerRenderPlugin(path="/swagger")],
             components=Components(
                 security_schemes={

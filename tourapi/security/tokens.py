@@ -19,6 +19,7 @@ from tourapi.security.keys import Keyring, UnknownKey
 from tourapi.security.principal import Principal, Role
 
 ALGORITHM = "HS256"
+OPENAPI_PATH = "/schema"
 AUDIENCE = "tourapi"
 
 
@@ -98,6 +99,7 @@ def make_jwt_auth(keyring: Keyring, issuer: str, access_ttl: timedelta) -> JWTAu
         accepted_audiences=[AUDIENCE],
         require_claims=["exp", "sub", "typ"],
         exclude_opt_key="exclude_from_auth",
+        exclude=[f"^{OPENAPI_PATH}(/|$)"],  # the OpenAPI document and its viewers are public
         openapi_security_scheme_name="BearerToken",
         description="Account access tokens from POST /v1/auth/token, or visitor session tokens from POST /v1/sessions.",
     )

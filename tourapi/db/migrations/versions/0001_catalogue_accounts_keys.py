@@ -21,6 +21,7 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
+    op.execute("CREATE EXTENSION IF NOT EXISTS postgis")
     op.create_geospatial_table(
         "pois",
         sa.Column("id", sa.String(length=64), nullable=False),
