@@ -35,6 +35,7 @@ from tourapi.domain.geofences.controllers import GeofenceController
 from tourapi.domain.health.controllers import healthz, readyz
 from tourapi.domain.live.controllers import LiveController
 from tourapi.domain.media.controllers import MediaController, MediaUploadController
+from tourapi.domain.ops.controllers import OpsController
 from tourapi.domain.ogc.controllers import OgcController
 from tourapi.domain.pois.controllers import PoiController
 from tourapi.domain.routes.controllers import RouteController, RouteManageController
@@ -42,10 +43,12 @@ from tourapi.domain.sessions.controllers import CrowdController, PrivacyControll
 from tourapi.domain.sync.controllers import SyncController
 from tourapi.errors import EXCEPTION_HANDLERS
 from tourapi.logs import RequestIdMiddleware, configure_logging
+from tourapi.observability.plugin import ObservabilityPlugin
 from tourapi.runtime import Runtime
 from tourapi.security.tokens import OPENAPI_PATH
 from tourapi.settings import Settings
 from tourapi.web.etag import ETagMiddleware
+from tourapi.web.openapi import document_problems
 
 ROUTE_HANDLERS: list[Any] = [
     healthz,
@@ -68,6 +71,7 @@ ROUTE_HANDLERS: list[Any] = [
     CheckinController,
     PosterLandingController,
     LiveController,
+    OpsController,
 ]
 # Streams must not be buffered or compressed.
 UNCOMPRESSED_PATHS = ["/v1/live/stream"]
@@ -94,10 +98,10 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Litestar:
         metadata=Base.metadata,
         set_default_exception_handler=False,
     )
-    return Litestar(
+    app = Litestar(
         route_handlers=ROUTE_HANDLERS,
         dependencies={"runtime": Provide(lambda: runtime, use_cache=True, sync_to_thread=False)},
-        plugins=[SQLAlchemyPlugin(config=db_config)],
+        plugins=[SQLAlchemyPlugin(config=db_config), ObservabilityPlugin()],
         on_app_init=[runtime.jwt.on_app_init],
         lifespan=[lifespan],
         exception_handlers=EXCEPTION_HANDLERS,
@@ -134,3 +138,5 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Litestar:
         request_max_body_size=settings.max_body_bytes,
         debug=False,
     )
+    document_problems(app)
+    return app
