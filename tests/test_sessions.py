@@ -292,3 +292,20 @@ async def test_counters_and_five_minute_snapshot(client, runtime) -> None:
         rows = (await session.scalars(select(OccupancySnapshot).where(OccupancySnapshot.poi_id == LION))).all()
     assert [(r.occupancy, r.entries_tonight, r.unique_tonight) for r in rows] == [(1, 3, 2)]
     assert rows[0].bucket.minute % 5 == 0 and rows[0].bucket.second == 0
+
+
+@pytest.mark.parametrize("local_time", ["09:30", "11:59", "12:00", "23:30", "03:00", "06:00"])
+async def test_sessions_start_at_any_time_of_day(client, monkeypatch, local_time: str) -> None:
+    """A session started in the morning belongs to the coming night; its end is always in the future."""
+    from tourapi.domain.sessions import services
+    from tourapi.timeutil import TZ
+
+    hh, mm = (int(x) for x in local_time.split(":"))
+    fake_now = datetime.now(TZ).replace(hour=hh, minute=mm, second=0, microsecond=0).timestamp()
+    monkeypatch.setattr(services, "clock", lambda: fake_now)
+    response = await client.post("/v1/sessions", json={"install_id": f"install-{uuid.uuid4()}"})
+    assert response.status_code == 201, response.text
+    ends = datetime.fromisoformat(response.json()["ends_at"]).timestamp()
+    expires = datetime.fromisoformat(response.json()["expires_at"]).timestamp()
+    assert ends > fake_now and fake_now < expires <= ends
+    assert ends - fake_now <= 24 * 3600

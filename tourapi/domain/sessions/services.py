@@ -44,14 +44,23 @@ def night_end(night: date) -> datetime:
     return night_bounds(night)[0] + NIGHT_ENDS_AT
 
 
+def clock() -> float:
+    return time.time()
+
+
 async def start_session(runtime: Runtime, session: AsyncSession, data: SessionStart) -> SessionStarted:
     locale = check_lang_param(data.locale, "locale") or "zh-Hans"
-    now = time.time()
-    night = night_of(datetime.fromtimestamp(now, UTC))
+    now = clock()
+    moment = datetime.fromtimestamp(now, UTC)
+    grace = timedelta(hours=runtime.settings.session_grace_after_night_h)
+    night = night_of(moment)
+    if night_end(night) + grace <= moment:
+        night += timedelta(days=1)  # a morning session belongs to the coming night
     ends = night_end(night)
     if data.route_id is not None:
         ends = await runtime.routes.validate_for_session(session, data.route_id, night, ends)
-    hard_end = (ends + timedelta(hours=runtime.settings.session_grace_after_night_h)).timestamp()
+    # Never hand out a session that is over before it starts (a route that ended an hour ago, say).
+    hard_end = max((ends + grace).timestamp(), now + runtime.settings.session_idle_s)
     ihash = runtime.live.install_hash(data.install_id)
     sid, expires = await runtime.live.start_session(ihash, data.route_id, locale, now, hard_end)
     # The token carries what the ping path needs, so a ping batch costs one Redis call and no lookup.

@@ -1,0 +1,43 @@
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from advanced_alchemy.types import DateTimeUTC
+from sqlalchemy import BigInteger, Boolean, Date, ForeignKey, Integer, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from tourapi.db.base import Base, utcnow
+
+
+class Checkin(Base):
+    """One visitor check-in: the system of record for visits (Redis counters are rebuilt from these rows).
+
+    At most one per session, checkpoint and night (the unique constraint makes concurrent duplicates
+    lose). ``visitor`` is the per-night keyed token of the install (LiveStore.visitor_token), never the
+    install id, so unique-visitor counts can be rebuilt exactly. ``counted`` is false until the row has
+    been added to the Redis counters; the repair job and ``tourapi live rebuild`` catch up on the rest.
+    No position is stored.
+    """
+
+    __tablename__ = "checkins"
+    __table_args__ = (
+        UniqueConstraint("session_id", "checkpoint_id", "night", name="uq_checkins_session_checkpoint_night"),
+        UniqueConstraint("session_id", "idempotency_key", name="uq_checkins_session_idempotency_key"),
+    )
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True
+    )
+    session_id: Mapped[str] = mapped_column(String(32))
+    checkpoint_id: Mapped[int] = mapped_column(Integer, ForeignKey("checkpoints.id"), index=True)
+    checkpoint_version: Mapped[int] = mapped_column(Integer)
+    poi_id: Mapped[str] = mapped_column(String(64), ForeignKey("pois.id"), index=True)
+    night: Mapped[date] = mapped_column(Date, index=True)
+    visitor: Mapped[str] = mapped_column(String(32))
+    route_id: Mapped[str | None] = mapped_column(String(64), default=None)
+    method: Mapped[str] = mapped_column(String(8))  # "qr" or "manual"
+    scanned_at: Mapped[datetime] = mapped_column(DateTimeUTC(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(DateTimeUTC(timezone=True), default=utcnow)
+    late: Mapped[bool] = mapped_column(Boolean, default=False)
+    counted: Mapped[bool] = mapped_column(Boolean, default=False, index=True)
+    idempotency_key: Mapped[str | None] = mapped_column(String(64), default=None)

@@ -1,0 +1,127 @@
+"""Keeping the Redis check-in counters true to the database (the system of record).
+
+* ``repair_uncounted``: a periodic job (every REPAIR_EVERY_S on the live-state leader) that counts
+  records whose Redis update failed (``counted = false``, older than REPAIR_GRACE_S so it never races
+  the request that is counting them). Each record is claimed by a conditional UPDATE before it is
+  counted, so two workers never count one record twice.
+* ``rebuild_night``: recounts a whole night from the database (``tourapi live rebuild``), for when Redis
+  lost its data (flush, failover without persistence). Ping-derived entries only exist in Redis and are
+  restored up to the night's latest occupancy snapshot.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import UTC, date, datetime
+from typing import TYPE_CHECKING
+
+import sqlalchemy as sa
+
+from tourapi.db.models import Checkin, OccupancySnapshot, Poi
+from tourapi.domain.checkins.services import count_checkin
+from tourapi.timeutil import night_bounds
+
+if TYPE_CHECKING:
+    from tourapi.runtime import Runtime
+
+log = logging.getLogger("tourapi.checkins.counters")
+REPAIR_EVERY_S = 30.0
+REPAIR_GRACE_S = 60.0
+REPAIR_JOB = "checkin-repair"
+
+
+def register_checkin_jobs(runtime: Runtime) -> None:
+    """Called by create_app; idempotent (an app factory may run twice on one runtime in tests)."""
+    if any(name == REPAIR_JOB for name, _, _ in runtime.periodic):
+        return
+    runtime.every(REPAIR_JOB, REPAIR_EVERY_S, lambda: repair_uncounted(runtime))
+
+
+async def repair_uncounted(
+    runtime: Runtime,
+    *,
+    now: float | None = None,
+    grace_s: float = REPAIR_GRACE_S,
+    batch: int = 500,
+    force: bool = False,
+) -> int:
+    """Count records that were committed while Redis was unavailable. Returns how many were counted."""
+    if not (force or runtime.jobs.is_leader):
+        return 0
+    now = time.time() if now is None else now
+    cutoff = datetime.fromtimestamp(now - grace_s, UTC)
+    counted = 0
+    async with runtime.sessionmaker() as session:
+        rows = (
+            await session.execute(
+                sa.select(Checkin, Poi.dwell_threshold_s)
+                .join(Poi, Poi.id == Checkin.poi_id)
+                .where(Checkin.counted.is_(False), Checkin.created_at <= cutoff)
+                .order_by(Checkin.id)
+                .limit(batch)
+            )
+        ).all()
+        for record, dwell in rows:
+            claim = await session.execute(
+                sa.update(Checkin).where(Checkin.id == record.id, Checkin.counted.is_(False)).values(counted=True)
+            )
+            await session.commit()
+            if claim.rowcount != 1:
+                continue  # another worker counted it
+            # Still "inside now" only if the scan is recent enough that the visit has not timed out.
+            fresh = not record.late and now - record.scanned_at.timestamp() < runtime.settings.presence_timeout_s
+            if not await count_checkin(runtime.live, record, dwell, fresh):
+                await session.execute(sa.update(Checkin).where(Checkin.id == record.id).values(counted=False))
+                await session.commit()
+                break  # Redis is still down: try again next round
+            counted += 1
+    if counted:
+        log.info("counted %d check-ins recorded while Redis was unavailable", counted)
+    return counted
+
+
+async def rebuild_night(runtime: Runtime, night: date) -> dict[str, int]:
+    """Recount a night's check-ins and unique visitors in Redis from the database."""
+    start, end = night_bounds(night)
+    async with runtime.sessionmaker() as session:
+        rows = (
+            await session.execute(
+                sa.select(
+                    Checkin.id, Checkin.session_id, Checkin.poi_id, Checkin.checkpoint_id, Checkin.visitor,
+                    Checkin.counted,
+                )
+                .where(Checkin.night == night)
+                .order_by(Checkin.id)
+            )
+        ).all()
+        latest = (
+            sa.select(OccupancySnapshot.poi_id, sa.func.max(OccupancySnapshot.bucket).label("bucket"))
+            .where(OccupancySnapshot.bucket >= start, OccupancySnapshot.bucket < end)
+            .group_by(OccupancySnapshot.poi_id)
+            .subquery()
+        )
+        floors = dict(
+            (
+                await session.execute(
+                    sa.select(OccupancySnapshot.poi_id, OccupancySnapshot.entries_tonight).join(
+                        latest,
+                        sa.and_(
+                            OccupancySnapshot.poi_id == latest.c.poi_id,
+                            OccupancySnapshot.bucket == latest.c.bucket,
+                        ),
+                    )
+                )
+            ).tuples().all()
+        )
+    report = await runtime.live.rebuild_night(
+        night, [(r.session_id, r.poi_id, str(r.checkpoint_id), r.visitor) for r in rows], floors
+    )
+    uncounted = [r.id for r in rows if not r.counted]
+    async with runtime.sessionmaker() as session:
+        for i in range(0, len(uncounted), 500):
+            await session.execute(
+                sa.update(Checkin).where(Checkin.id.in_(uncounted[i : i + 500])).values(counted=True)
+            )
+        await session.commit()
+    return {**report, "marked_counted": len(uncounted)}

@@ -1,0 +1,1 @@
+"""QR check-in codes: signed tokens, QR images and printable posters."""
