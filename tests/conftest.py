@@ -282,3 +282,59 @@ def auth(client: httpx.AsyncClient) -> Callable[[str], Any]:
         return cache[username]
 
     return headers
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The environment that makes ``tourapi`` (a separate process) use these settings."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TOURAPI_")}
+    env.update({
+        "TOURAPI_DATABASE_URL": settings.database_url,
+        "TOURAPI_SECRET_KEY": SECRET,
+        "TOURAPI_REDIS_NAMESPACE": settings.redis_namespace,
+        "TOURAPI_LOG_LEVEL": "WARNING",
+    })
+    if settings.redis_url:
+        env["TOURAPI_REDIS_URL"] = settings.redis_url
+    return env
+
+
+@pytest.fixture
+async def served(settings: Settings, tmp_path: Path) -> AsyncIterator[str]:
+    """``tourapi serve`` in its own process (granian), on this test's database copy. Yields the base URL."""
+    import subprocess
+    import sys
+
+    port = free_port()
+    log = open(tmp_path / "serve.log", "w")  # noqa: SIM115  (closed below)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tourapi", "serve", "--port", str(port)],
+        env=settings_env(settings), cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        async with httpx.AsyncClient(timeout=2) as http:
+            for _ in range(300):
+                if process.poll() is not None:
+                    raise RuntimeError((tmp_path / "serve.log").read_text())
+                try:
+                    if (await http.get(f"{url}/readyz")).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                await asyncio.sleep(0.1)
+            else:
+                raise RuntimeError("tourapi serve did not become ready:\n" + (tmp_path / "serve.log").read_text())
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        log.close()

@@ -180,6 +180,11 @@ def _database_down(request: Request[Any, Any, Any], exc: Exception) -> Response[
     )
 
 
+def _out_of_range(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    # Safety net: inputs are bounded by their schemas; a value the column cannot hold is still the caller's.
+    return _problem(request, 422, "invalid-input", "Invalid input", "a value is out of range for this field")
+
+
 def _integrity(request: Request[Any, Any, Any], exc: sqlalchemy.exc.IntegrityError) -> Response[Any]:
     return _problem(request, 409, "conflict", "Conflict", "the write conflicts with existing data")
 
@@ -236,6 +241,8 @@ EXCEPTION_HANDLERS: dict[type[Exception], Any] = {
     redis.exceptions.TimeoutError: _redis_down,
     redis.exceptions.BusyLoadingError: _redis_down,
     sqlalchemy.exc.IntegrityError: _integrity,
+    sqlalchemy.exc.DataError: _out_of_range,
+    OverflowError: _out_of_range,
     sqlalchemy.exc.OperationalError: _database_down,
     sqlalchemy.exc.InterfaceError: _database_down,
     sqlalchemy.exc.TimeoutError: _database_down,

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from tourapi.domain.checkpoints.schemas import CheckpointCreate, CheckpointOut, CheckpointPatch
 from tourapi.domain.checkpoints.services import CheckpointService
-from tourapi.domain.common.params import provide_lang_chain
+from tourapi.domain.common.params import RowId, provide_lang_chain
 from tourapi.domain.common.responses import PRIVATE_NO_STORE
 from tourapi.qr import landing
 from tourapi.qr.posters import LAYOUTS
@@ -123,7 +123,7 @@ class CheckpointController(Controller):
         request: Request[Principal, Any, Any],
         service: Dep[CheckpointService],
         chain: Dep[tuple[str, ...]],
-        checkpoint_id: FromPath[int],
+        checkpoint_id: RowId,
     ) -> Response[CheckpointOut]:
         checkpoint = await service.get(request.user, checkpoint_id)
         return Response(service.out(checkpoint, chain), headers=PRIVATE_NO_STORE)
@@ -138,7 +138,7 @@ class CheckpointController(Controller):
         request: Request[Principal, Any, Any],
         service: Dep[CheckpointService],
         chain: Dep[tuple[str, ...]],
-        checkpoint_id: FromPath[int],
+        checkpoint_id: RowId,
         data: JSONBody[CheckpointPatch],
     ) -> Response[CheckpointOut]:
         checkpoint = await service.patch(request.user, checkpoint_id, data)
@@ -155,7 +155,7 @@ class CheckpointController(Controller):
         request: Request[Principal, Any, Any],
         service: Dep[CheckpointService],
         chain: Dep[tuple[str, ...]],
-        checkpoint_id: FromPath[int],
+        checkpoint_id: RowId,
     ) -> Response[CheckpointOut]:
         checkpoint = await service.revoke(request.user, checkpoint_id)
         return Response(service.out(checkpoint, chain), headers=PRIVATE_NO_STORE)
@@ -166,7 +166,7 @@ class CheckpointController(Controller):
         summary="Delete a checkpoint: its posters are refused from now on",
     )
     async def delete_checkpoint(
-        self, request: Request[Principal, Any, Any], service: Dep[CheckpointService], checkpoint_id: FromPath[int]
+        self, request: Request[Principal, Any, Any], service: Dep[CheckpointService], checkpoint_id: RowId
     ) -> None:
         await service.delete(request.user, checkpoint_id)
 
@@ -180,7 +180,7 @@ class CheckpointController(Controller):
         self,
         request: Request[Principal, Any, Any],
         service: Dep[CheckpointService],
-        checkpoint_id: FromPath[int],
+        checkpoint_id: RowId,
         size: Annotated[
             int, QueryParameter(description="pixels per side", ge=MIN_PNG_SIZE, le=MAX_PNG_SIZE)
         ] = 512,
@@ -195,7 +195,7 @@ class CheckpointController(Controller):
         summary="The checkpoint's QR code as vector SVG",
     )
     async def qr_svg(
-        self, request: Request[Principal, Any, Any], service: Dep[CheckpointService], checkpoint_id: FromPath[int]
+        self, request: Request[Principal, Any, Any], service: Dep[CheckpointService], checkpoint_id: RowId
     ) -> Response[bytes]:
         image = await service.qr_svg(request.user, checkpoint_id)
         return Response(image, media_type="image/svg+xml", headers=PRIVATE_NO_STORE)

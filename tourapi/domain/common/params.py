@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated
 
-from litestar.params import HeaderParameter, QueryParameter
+from litestar.params import HeaderParameter, PathParameter, QueryParameter
 
 from tourapi.errors import Unprocessable
 from tourapi.geo.backend import Near
@@ -16,6 +16,7 @@ from tourapi.geo.geometry import GeometryError, check_lon_lat
 from tourapi.i18n import check_lang_param, preference
 from tourapi.timeutil import TZ
 
+RowId = Annotated[int, PathParameter(ge=1, le=2_147_483_647, description="numeric id")]
 CrsParam = Annotated[Crs, QueryParameter(description="coordinate system of coordinates in and out")]
 MAX_RADIUS_M = 50_000.0
 MAX_BBOX_DEGREES = 2.0  # per side: a city, not a country

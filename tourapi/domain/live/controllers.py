@@ -11,6 +11,7 @@ from litestar.params import FromPath, HeaderParameter, QueryParameter
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from tourapi.domain.common.params import RowId
 from tourapi.domain.common.responses import PRIVATE_NO_STORE
 from tourapi.domain.live import services
 from tourapi.runtime import Runtime
@@ -52,7 +53,7 @@ class LiveController(Controller):
         request: Request[Principal, Any, Any],
         runtime: Dep[Runtime],
         db_session: Dep[AsyncSession],
-        alert_id: FromPath[int],
+        alert_id: RowId,
     ) -> dict[str, Any]:
         who = request.user.username or request.user.subject
         return await services.acknowledge(runtime, db_session, alert_id, who)
