@@ -13,7 +13,7 @@ from typing import Any
 
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
-_TAGGED_TYPES = (b"application/json", b"application/geo+json")
+_TAGGED_TYPES = (b"application/json", b"application/geo+json", b"application/geopose+json")
 
 
 def etag_for(body: bytes) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar
 
 from litestar import Controller, Request, Response, delete, get, patch, post, put
 from litestar.di import Provide
@@ -13,6 +13,7 @@ from litestar.exceptions import SerializationException
 from litestar.params import FromPath, JSONBody, QueryParameter
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from tourapi.domain.anchors import hooks as _hooks  # noqa: F401  (registers sync + bundle)
 from tourapi.domain.anchors.frames import Frame
 from tourapi.domain.anchors.schemas import AnchorCreate, AnchorPatch, AnchorWrite
 from tourapi.domain.anchors.services import (
@@ -44,7 +45,9 @@ GEOPOSE_JSON = "application/geopose+json"
 DEFAULT_RADIUS_M = 300.0
 FrameParam = Annotated[
     Frame,
-    QueryParameter(description="quaternion convention: enu (GeoPose, default), arcore or arkit (East-Up-South)"),
+    QueryParameter(
+        description="quaternion convention: enu (GeoPose, default), arcore or arkit (East-Up-South)"
+    ),
 ]
 AtParam = Annotated[
     str | None, QueryParameter(description="ISO date-time for the visibility schedule (default now)")
@@ -77,6 +80,9 @@ def provide_anchor_near(
 ) -> Near:
     if lon is None or lat is None:
         raise Unprocessable("lon and lat are required", field="lon" if lon is None else "lat")
+    for name, value, limit in (("lon", lon, 180.0), ("lat", lat, 90.0)):
+        if not (math.isfinite(value) and -limit <= value <= limit):
+            raise Unprocessable(f"{name} must be a number in -{limit:g}..{limit:g}", field=name)
     if not math.isfinite(radius) or radius <= 0 or radius > MAX_NEARBY_RADIUS_M:
         raise Unprocessable(
             f"radius must be a number of metres in (0, {MAX_NEARBY_RADIUS_M:.0f}]", field="radius"
@@ -105,9 +111,9 @@ def _moment(at: str | None) -> datetime:
 
 class AnchorController(Controller):
     path = "/v1"
-    tags = ["AR anchors"]
+    tags: ClassVar[list[str]] = ["AR anchors"]
     request_class = LenientJsonRequest
-    dependencies = {
+    dependencies: ClassVar[dict[str, Provide]] = {
         "service": Provide(provide_anchor_service, sync_to_thread=False),
         "chain": Provide(provide_lang_chain, sync_to_thread=False),
     }
@@ -135,9 +141,7 @@ class AnchorController(Controller):
         geopose = _wants_geopose(request, frame)
         page = await service.nearby(near, moment, paging)
         if geopose:
-            return Response(
-                [geopose_item(a) for a in page.rows], media_type=GEOPOSE_JSON, headers=_headers()
-            )
+            return Response([geopose_item(a) for a in page.rows], media_type=GEOPOSE_JSON, headers=_headers())
         anchors = [
             anchor_json(a, chain, frame=frame, moment=moment, distance_m=d)
             for a, d in zip(page.rows, page.distances)

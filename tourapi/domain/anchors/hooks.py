@@ -1,9 +1,8 @@
-"""What other features need from anchors: the /v1/sync feed and offline route bundles.
+"""The anchor side of the /v1/sync feed and of offline route bundles (both owned by the routes
+feature), registered at import time; the app imports this module through the anchors controller.
 
-The routes feature owns the sync registry and the bundle contributors; these functions are the
-anchor side of both, ready to be registered with one line each (see docs/api.md, "AR anchors").
-Records are language-neutral: ``caption`` is picked with the default chain and ``i18n.caption``
-holds every locale, and the pose is always canonical (WGS-84, ENU quaternion).
+Records are language-neutral (``anchor_record``): every caption locale, the canonical pose
+(WGS-84, ENU quaternion) and no clock-dependent state.
 """
 
 from __future__ import annotations
@@ -15,27 +14,11 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tourapi.db.models import Anchor
-from tourapi.domain.anchors.services import anchor_json, tombstone
+from tourapi.domain.anchors.services import anchor_record
+from tourapi.domain.routes.bundle import BundleScope, register_bundle_contributor
+from tourapi.domain.sync.registry import register_sync_source
 
 SYNC_KIND = "anchors"
-
-
-async def anchors_changed_since(session: AsyncSession, after_seq: int, limit: int) -> list[Anchor]:
-    """Anchors written or soft-deleted after ``after_seq``, oldest change first (tombstones included)."""
-    stmt = (
-        select(Anchor)
-        .where(Anchor.sync_seq > after_seq)
-        .order_by(Anchor.sync_seq, Anchor.id)
-        .limit(limit)
-    )
-    return list((await session.scalars(stmt)).all())
-
-
-def anchor_sync_item(anchor: Anchor) -> dict[str, Any]:
-    """One /v1/sync item: the canonical record, or a tombstone ``{id, poi_id, deleted: true, ...}``."""
-    if anchor.deleted_at is not None:
-        return tombstone(anchor)
-    return anchor_json(anchor)
 
 
 async def anchors_for_pois(session: AsyncSession, poi_ids: Iterable[str]) -> list[dict[str, Any]]:
@@ -52,7 +35,7 @@ async def anchors_for_pois(session: AsyncSession, poi_ids: Iterable[str]) -> lis
         .where(Anchor.poi_id.in_(ids), Anchor.deleted_at.is_(None))
         .order_by(Anchor.poi_id, Anchor.id)
     )
-    return [anchor_json(a) for a in (await session.scalars(stmt)).all()]
+    return [anchor_record(a) for a in (await session.scalars(stmt)).all()]
 
 
 def anchor_asset_refs(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -64,11 +47,17 @@ def anchor_asset_refs(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]
             refs[asset["sha256"]] = {k: asset[k] for k in ("sha256", "bytes", "media_type", "uri")}
 
     for record in records:
-        if record.get("deleted"):
-            continue
         for asset in record["assets"]:
             add(asset)
         add(record.get("narration"))
         for method in record["localization"]:
             add(method.get("marker"))
     return sorted(refs.values(), key=lambda r: r["sha256"])
+
+
+async def bundle_section(session: AsyncSession, scope: BundleScope) -> list[dict[str, Any]]:
+    return await anchors_for_pois(session, scope.poi_ids)
+
+
+register_sync_source(SYNC_KIND, Anchor, anchor_record)  # the registry builds the tombstones
+register_bundle_contributor(SYNC_KIND, bundle_section, anchor_asset_refs)

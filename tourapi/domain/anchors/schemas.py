@@ -54,13 +54,13 @@ class GeoPose(Struct, forbid_unknown_fields=True):
     quaternion: Quaternion
 
 
-class Accuracy(Struct, forbid_unknown_fields=True):
+class Accuracy(Struct, forbid_unknown_fields=True, omit_defaults=True):
     horizontal_m: Annotated[float, Meta(gt=0, le=1000)] | None = None
     vertical_m: Annotated[float, Meta(gt=0, le=1000)] | None = None
     heading_deg: Annotated[float, Meta(ge=0, le=180)] | None = None
 
 
-class Asset(Struct, forbid_unknown_fields=True):
+class Asset(Struct, forbid_unknown_fields=True, omit_defaults=True):
     uri: Annotated[str, Meta(max_length=2000, description="https://... or /media/<sha256> served by us")]
     media_type: MediaType
     sha256: Sha256
@@ -83,7 +83,7 @@ class GeospatialMethod(Struct, tag="geospatial", tag_field="method", forbid_unkn
     """The platform geospatial API (ARCore Geospatial, ARKit geo tracking)."""
 
 
-class ImageMethod(Struct, tag="image", tag_field="method", forbid_unknown_fields=True):
+class ImageMethod(Struct, tag="image", tag_field="method", forbid_unknown_fields=True, omit_defaults=True):
     """An image marker: the content is placed relative to the detected image."""
 
     marker: Asset
@@ -96,7 +96,7 @@ class VpsMethod(Struct, tag="vps", tag_field="method", forbid_unknown_fields=Tru
     map_id: Annotated[str, Meta(min_length=1, max_length=200, description="provider map or block id")]
 
 
-class GpsMethod(Struct, tag="gps", tag_field="method", forbid_unknown_fields=True):
+class GpsMethod(Struct, tag="gps", tag_field="method", forbid_unknown_fields=True, omit_defaults=True):
     """GPS position plus compass heading, with the error the scene tolerates."""
 
     error_m: Annotated[float, Meta(gt=0, le=500)]

@@ -40,6 +40,7 @@ from tourapi.domain.anchors.schemas import (
     VpsMethod,
 )
 from tourapi.domain.common.params import Paging
+from tourapi.domain.media.services import lookup as lookup_media
 from tourapi.errors import Conflict, Forbidden, NotFound, Unprocessable
 from tourapi.geo.backend import Near, Page, SpatialColumns, SpatialQuery
 from tourapi.geo.crs import Crs, to_wgs84
@@ -147,7 +148,9 @@ def check_asset(asset: Asset, field: str, kinds: tuple[str, ...] | None = None) 
             f"media type must be {' or '.join(k + '*' for k in kinds)}", field=f"{field}.media_type"
         )
     if asset.media_type == USDZ and asset.platform == "android":
-        raise Unprocessable("USDZ is an iOS format; platform must be ios or absent", field=f"{field}.platform")
+        raise Unprocessable(
+            "USDZ is an iOS format; platform must be ios or absent", field=f"{field}.platform"
+        )
     return msgspec.to_builtins(asset)
 
 
@@ -243,16 +246,6 @@ def geopose_of(anchor: Anchor, frame: Frame = Frame.ENU) -> dict[str, Any]:
     }
 
 
-def tombstone(anchor: Anchor) -> dict[str, Any]:
-    return {
-        "id": anchor.id,
-        "poi_id": anchor.poi_id,
-        "deleted": True,
-        "deleted_at": anchor.deleted_at.isoformat() if anchor.deleted_at else None,
-        "updated_at": anchor.updated_at.isoformat(),
-    }
-
-
 def anchor_json(
     anchor: Anchor,
     chain: tuple[str, ...] = FALLBACK,
@@ -262,8 +255,6 @@ def anchor_json(
     distance_m: float | None = None,
 ) -> dict[str, Any]:
     """The canonical form. ``moment`` adds the visibility state then; ``distance_m`` adds distance."""
-    if anchor.deleted_at is not None:
-        return tombstone(anchor)
     caption, lang = pick(anchor.caption, chain)
     visibility: dict[str, Any] = {"schedule": anchor.schedule, "radius_m": anchor.radius_m}
     if moment is not None:
@@ -296,6 +287,28 @@ def anchor_json(
         out["distance_m"] = round(distance_m, 1)
         out["in_range"] = distance_m <= anchor.radius_m
     return out
+
+
+def anchor_record(anchor: Anchor) -> dict[str, Any]:
+    """The language-neutral record for /v1/sync and route bundles: every caption locale, the
+    canonical pose, and nothing clock-dependent (no visibility state)."""
+    return {
+        "id": anchor.id,
+        "poi_id": anchor.poi_id,
+        "route_stop": (
+            {"route_id": anchor.route_id, "stop_index": anchor.route_stop_index} if anchor.route_id else None
+        ),
+        "geopose": geopose_of(anchor),
+        "altitude_mode": anchor.altitude_mode,
+        "accuracy": anchor.accuracy,
+        "assets": anchor.assets,
+        "scale": anchor.scale,
+        "caption": anchor.caption,
+        "narration": anchor.narration,
+        "visibility": {"schedule": anchor.schedule, "radius_m": anchor.radius_m},
+        "localization": anchor.localization,
+        "updated_at": anchor.updated_at.isoformat(),
+    }
 
 
 def geopose_item(anchor: Anchor) -> dict[str, Any]:
@@ -387,7 +400,9 @@ class AnchorService:
                 record = msgspec.to_builtins(method)
                 if isinstance(method, ImageMethod) and method.marker_geopose is not None:
                     field = f"localization[{i}].marker_geopose"
-                    record["marker_geopose"] = _geopose_dict(*check_geopose(method.marker_geopose, crs, field))
+                    record["marker_geopose"] = _geopose_dict(
+                        *check_geopose(method.marker_geopose, crs, field)
+                    )
                 methods.append(record)
             changes["localization"] = methods
         merged = current_as_write(anchor)
@@ -441,9 +456,34 @@ class AnchorService:
                     f"{MAX_FENCE_DISTANCE_M:.0f} m (coordinates in GCJ-02 or BD-09 need crs=gcj02/bd09)",
                     field="geopose.position",
                 )
+        await self._check_media(data)
         if data.route_stop is not None:
             await self._check_route_stop(data.route_stop.route_id, data.route_stop.stop_index, data.poi_id)
         return fields
+
+    async def _check_media(self, data: AnchorWrite) -> None:
+        """A /media/<sha256> path is served by us only if the media store holds that file."""
+        refs = [(f"assets[{i}]", a) for i, a in enumerate(data.assets)]
+        if data.narration is not None:
+            refs.append(("narration", data.narration))
+        refs += [
+            (f"localization[{i}].marker", m.marker)
+            for i, m in enumerate(data.localization)
+            if isinstance(m, ImageMethod)
+        ]
+        refs = [(field, asset) for field, asset in refs if asset.uri.startswith("/media/")]
+        stored = await lookup_media(self.session, [asset.sha256 for _, asset in refs])
+        for field, asset in refs:
+            row = stored.get(asset.sha256)
+            if row is None:
+                raise Unprocessable(
+                    f"the media store has no file {asset.sha256}; upload it first (POST /v1/media)",
+                    field=f"{field}.uri",
+                )
+            if row.bytes != asset.bytes:
+                raise Unprocessable(f"the stored file has {row.bytes} bytes", field=f"{field}.bytes")
+            if row.content_type != asset.media_type:
+                raise Unprocessable(f"the stored file is {row.content_type}", field=f"{field}.media_type")
 
     async def _check_route_stop(self, route_id: str, stop_index: int, poi_id: str) -> None:
         """Validated only when the routes feature's models are importable (plain columns, no FK)."""

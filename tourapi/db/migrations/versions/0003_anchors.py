@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import geoalchemy2  # noqa: F401
+import geoalchemy2
 import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
@@ -28,9 +28,7 @@ def upgrade() -> None:
         # No foreign key to routes on purpose: that table lives in another migration branch.
         sa.Column("route_id", sa.String(length=64), nullable=True),
         sa.Column("route_stop_index", sa.Integer(), nullable=True),
-        sa.Column(
-            "position", geoalchemy2.Geometry("POINT", srid=4326, spatial_index=False), nullable=False
-        ),
+        sa.Column("position", geoalchemy2.Geometry("POINT", srid=4326, spatial_index=False), nullable=False),
         sa.Column("lon", sa.Float(), nullable=False),
         sa.Column("lat", sa.Float(), nullable=False),
         sa.Column("h", sa.Float(), nullable=False),
