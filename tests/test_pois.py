@@ -327,3 +327,17 @@ async def test_duplicate_id_conflicts(client, auth) -> None:
 def test_fixture_file_is_the_one_documented() -> None:
     assert Path(DEFAULT_FIXTURES, "README.md").exists()
     assert len(FIXTURE_IDS) >= 24
+
+
+async def test_deleting_a_poi_deletes_its_anchors(client, auth) -> None:
+    before = (await client.get("/v1/pois/lion-grove-garden/anchors")).json()
+    anchors = before["anchors"] if isinstance(before, dict) else before
+    assert anchors, "the fixtures place anchors in the Lion Grove"
+    cursor = (await client.get("/v1/sync")).json()
+    while cursor.get("has_more"):
+        cursor = (await client.get("/v1/sync", params={"since": cursor["cursor"]})).json()
+    assert (await client.delete("/v1/pois/lion-grove-garden", headers=await auth("admin"))).status_code == 204
+    changes = (await client.get("/v1/sync", params={"since": cursor["cursor"]})).json()["changes"]
+    deleted = {(c["entity"], c["id"]) for c in changes if c["op"] == "delete"}
+    assert ("pois", "lion-grove-garden") in deleted
+    assert {("anchors", a["id"]) for a in anchors} <= deleted

@@ -15,7 +15,7 @@ from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tourapi.db.base import utcnow
-from tourapi.db.models import Poi
+from tourapi.db.models import Anchor, Poi
 from tourapi.db.sync import next_sync_seq
 from tourapi.domain.common.params import Paging
 from tourapi.domain.pois.schemas import GeoJsonGeometry, Media, PoiCreate, PoiPatch, PoiWrite
@@ -212,10 +212,17 @@ class PoiService:
         return await self._commit(poi)
 
     async def delete(self, poi_id: str) -> None:
+        """Soft-delete the POI and the AR anchors placed in it, so clients sync both tombstones."""
         poi = await self.get(poi_id)
-        seq = await next_sync_seq(self.session)
-        poi.deleted_at = poi.updated_at = utcnow()
-        poi.sync_seq = seq
+        now = utcnow()
+        poi.sync_seq = await next_sync_seq(self.session)
+        poi.deleted_at = poi.updated_at = now
+        anchors = (await self.session.scalars(
+            select(Anchor).where(Anchor.poi_id == poi_id, Anchor.deleted_at.is_(None)).order_by(Anchor.id)
+        )).all()
+        for anchor in anchors:
+            anchor.sync_seq = await next_sync_seq(self.session)  # one number each: sync pages never split a seq
+            anchor.deleted_at = anchor.updated_at = now
         await self.session.commit()
         await self.runtime.catalog_changed()
 
