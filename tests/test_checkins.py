@@ -29,7 +29,7 @@ from sqlalchemy import func, select
 from tourapi.app import create_app
 from tourapi.cli import main
 from tourapi.db.models import Checkin, OccupancySnapshot
-from tourapi.domain.checkins import ratelimit
+from tourapi.web import ratelimit
 from tourapi.domain.checkins.counters import rebuild_night, repair_uncounted
 from tourapi.domain.checkins.services import CheckinService
 from tourapi.geo.crs import wgs84_to_gcj02

@@ -32,6 +32,7 @@ from tourapi.security.keys import Keyring, load_keyring
 from tourapi.security.principal import Principal
 from tourapi.security.tokens import make_jwt_auth
 from tourapi.settings import Settings
+from tourapi.web.ratelimit import PINGS_PER_MIN, FixedWindowLimiter, Limit
 
 log = logging.getLogger("tourapi.runtime")
 POLL_INTERVAL_S = 1.0
@@ -117,6 +118,8 @@ class Runtime:
         )
         self.fences = FenceIndexHolder(self.sessionmaker, settings.hysteresis_m)
         self.live = LiveStore(self.redis, settings, settings.resolved_secret())
+        self.limiter = FixedWindowLimiter(self.redis, settings.redis_namespace, settings.rate_limit_scale)
+        self.ping_limits = {scope: self.limiter.allowed(Limit(scope, n, 60)) for scope, n in PINGS_PER_MIN.items()}
         self.routes: RouteDirectory = RouteDirectory()
         self.events = LiveEvents(self.redis, self.live.keys.global_key("events"), settings.event_stream_maxlen)
         self.jobs = LiveJobs(self)

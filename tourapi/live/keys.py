@@ -66,6 +66,10 @@ class LiveKeys:
         """SET of the install's sessions, for erasure by install id."""
         return f"{self._shard(shard)}:inst:{install_hash}"
 
+    def install_rate(self, shard: int, install_hash: str, minute: int) -> str:
+        """STRING: pings sent by the install during one minute (rate limit)."""
+        return f"{self._shard(shard)}:rl:{install_hash}:{minute}"
+
     def transitions(self, shard: int) -> str:
         """Capped STREAM of enter/exit/dwell events (no session ids, no positions)."""
         return f"{self._shard(shard)}:transitions"

@@ -39,6 +39,13 @@ class SessionExpired(Exception):
     pass
 
 
+class RateLimited(Exception):
+    def __init__(self, scope: str, retry_after_s: int) -> None:
+        super().__init__(scope)
+        self.scope = scope
+        self.retry_after_s = retry_after_s
+
+
 @dataclass(frozen=True, slots=True)
 class ClassifiedPing:
     """A ping reduced to what the state machine needs: when, and which fences it is inside."""
@@ -130,7 +137,12 @@ class LiveStore:
         pings: list[ClassifiedPing],
         dwell: dict[str, int],
         now: float,
+        submitted: int = 0,
+        limits: dict[str, int] | None = None,
     ) -> PingOutcome:
+        """Apply classified pings. ``submitted`` pings (rejected ones included) count against ``limits``
+        (pings per minute per session and per install)."""
+        limits = limits or {"session": 10**9, "install": 10**9}
         shard = self.keys.shard_of_session(sid)
         if shard is None:
             raise SessionNotFound(sid)
@@ -138,6 +150,7 @@ class LiveStore:
         entries = {p.night.isoformat(): k.entries(shard, p.night) for p in pings}
         hll = {f"{p.night.isoformat()}|{poi}": k.visitors(shard, p.night, poi) for p in pings for poi in p.core}
         route_key = k.route_active(shard, route_id) if route_id else None
+        install_limit_key = k.install_rate(shard, install, int(now // 60))
         payload = {
             "now": now,
             "idle": self.settings.session_idle_s,
@@ -145,6 +158,10 @@ class LiveStore:
             "maxlen": self.settings.event_stream_maxlen,
             "ttl": COUNTER_TTL_S,
             "route_key": route_key,
+            "submitted": max(submitted, len(pings)),
+            "limit_session": limits["session"],
+            "limit_install": limits["install"],
+            "install_limit_key": install_limit_key,
             "pings": [
                 {"ts": p.ts, "night": p.night.isoformat(), "good": p.good, "core": list(p.core), "near": list(p.near)}
                 for p in pings
@@ -155,12 +172,14 @@ class LiveStore:
             "visitor": {night: self.visitor_token(install, night) for night in entries},
         }
         keys = [k.session(shard, sid), k.occupancy(shard), k.presence(shard), k.active(shard), k.transitions(shard)]
-        keys += ([route_key] if route_key else []) + list(entries.values()) + list(hll.values())
+        keys += [install_limit_key] + ([route_key] if route_key else []) + list(entries.values()) + list(hll.values())
         raw = json.loads(await self._ping(keys=keys, args=[json.dumps(payload, separators=(",", ":"))]))
         if isinstance(raw, dict) and raw.get("error") == "session_not_found":
             raise SessionNotFound(sid)
         if isinstance(raw, dict) and raw.get("error") == "session_expired":
             raise SessionExpired(sid)
+        if isinstance(raw, dict) and raw.get("error") == "rate_limited":
+            raise RateLimited(raw["scope"], max(1, int(raw["retry"] + 0.999)))
         return PingOutcome(
             transitions=[tuple(t) for t in _list(raw["t"])],  # type: ignore[misc]
             inside=_list(raw["inside"]),
@@ -181,7 +200,10 @@ class LiveStore:
         ))
 
     async def end_session(self, sid: str, reason: str, now: float) -> bool:
-        """Close the session's visits and erase everything it left in Redis. False if it did not exist."""
+        """Close the session's visits and erase everything it left in Redis. False if it did not exist.
+
+        Per-install data (shared by the install's sessions) is dropped by ``forget_install``.
+        """
         shard = self.keys.shard_of_session(sid)
         if shard is None:
             return False
@@ -199,14 +221,25 @@ class LiveStore:
             await self.leave(sid, [m.rsplit("|", 1)[0] for m in stale], reason, now)
         return ihash != ""
 
-    async def erase_install(self, install_id: str, now: float) -> int:
-        ihash = self.install_hash(install_id)
+    async def erase_install(self, ihash: str, now: float) -> int:
         shard = self.keys.shard_of_install(ihash)
         sids = await self.redis.smembers(self.keys.install(shard, ihash))
         for sid in sorted(sids):
             await self.end_session(sid, "erased", now)
-        await self.redis.delete(self.keys.install(shard, ihash))
+        await self.forget_install(ihash, now)
         return len(sids)
+
+    async def install_sessions(self, ihash: str) -> int:
+        return int(await self.redis.scard(self.keys.install(self.keys.shard_of_install(ihash), ihash)))
+
+    async def forget_install(self, ihash: str, now: float) -> None:
+        """Drop what is kept per install (its session set, ping-rate counters) once it has no session."""
+        shard = self.keys.shard_of_install(ihash)
+        minute = int(now // 60)
+        await self.redis.delete(
+            self.keys.install(shard, ihash),
+            *(self.keys.install_rate(shard, ihash, minute - back) for back in (0, 1, 2)),
+        )
 
     # ---- check-ins --------------------------------------------------------------------------------------------
 

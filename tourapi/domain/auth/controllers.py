@@ -24,9 +24,14 @@ class AuthController(Controller):
         "/token", **access(Policy.PUBLIC), status_code=200, summary="Exchange username and password for a JWT"
     )
     async def token(
-        self, runtime: Dep[Runtime], db_session: Dep[AsyncSession], data: JSONBody[TokenRequest]
+        self,
+        request: Request[Any, Any, Any],
+        runtime: Dep[Runtime],
+        db_session: Dep[AsyncSession],
+        data: JSONBody[TokenRequest],
     ) -> TokenResponse:
-        return await login(runtime, db_session, data.username, data.password)
+        client_ip = request.client.host if request.client else None
+        return await login(runtime, db_session, data.username, data.password, client_ip)
 
     @get("/me", **access(Policy.VENUE_READ), summary="Who the bearer token belongs to")
     async def me(self, request: Request[Principal, Any, Any]) -> Me:

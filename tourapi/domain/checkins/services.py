@@ -30,7 +30,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from tourapi.db.base import utcnow
 from tourapi.db.models import Checkin, Checkpoint, Poi
-from tourapi.domain.checkins.ratelimit import FixedWindowLimiter, Limit, ip_subject
 from tourapi.domain.checkins.schemas import CheckinOut, CheckinRequest
 from tourapi.domain.checkpoints.errors import Refused
 from tourapi.domain.checkpoints.services import CheckpointService
@@ -43,11 +42,11 @@ from tourapi.live.store import LiveStore
 from tourapi.runtime import Runtime
 from tourapi.security.principal import Principal
 from tourapi.timeutil import TZ, night_of
+from tourapi.web.ratelimit import ip_subject
 
 log = logging.getLogger("tourapi.checkins")
 
 LATE_AFTER = timedelta(minutes=15)  # an older scan is an offline upload: recorded, but not "inside now"
-MANUAL_CODE_LIMITS = (Limit("session", 10, 600), Limit("ip", 60, 600))  # failed guesses per 10 minutes
 _IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,64}$")
 # What "Redis is down" looks like through redis-py (socket errors are wrapped into these).
 REDIS_UNAVAILABLE = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
@@ -93,7 +92,7 @@ class CheckinService:
         self.runtime = runtime
         self.session = session
         self.checkpoints = CheckpointService(runtime, session)
-        self.limiter = FixedWindowLimiter(runtime.redis, runtime.settings.redis_namespace)
+        self.limiter = runtime.limiter
 
     async def check_in(
         self,
@@ -117,13 +116,24 @@ class CheckinService:
                 return await self._out(existing, principal, None, chain), False
 
         now = utcnow()
+        subjects = {"session": sid, "ip": ip_subject(client_ip)}
+        if principal.install_hash:
+            subjects["install"] = principal.install_hash
+        try:
+            await self.limiter.acquire("checkin", subjects, now.timestamp(), "check-ins")
+        except REDIS_UNAVAILABLE as exc:
+            # Signed QR check-ins must not be lost to a Redis outage: this limit fails open
+            # (manual codes, which can be guessed, fail closed below).
+            log.warning("check-in rate limit skipped (Redis unavailable: %s)", type(exc).__name__)
         scanned = self._scanned_at(data.scanned_at, now)
         live_session, redis_up = await self._active_session(sid, now)
         if data.token is not None:
             checkpoint, poi = await self.checkpoints.resolve_token(token_of(data.token))
             method = "qr"
         else:
-            checkpoint, poi = await self._resolve_manual(data.manual_code or "", sid, client_ip, now)
+            checkpoint, poi = await self._resolve_manual(
+                data.manual_code or "", sid, principal.install_hash, client_ip, now
+            )
             method = "manual"
         if data.poi_id is not None and data.poi_id != poi.id:
             raise Refused(
@@ -218,16 +228,13 @@ class CheckinService:
         return info, True
 
     async def _resolve_manual(
-        self, code: str, sid: str, client_ip: str | None, now: datetime
+        self, code: str, sid: str, install: str | None, client_ip: str | None, now: datetime
     ) -> tuple[Checkpoint, Poi]:
         # Redis down: 503 (retry later). Failing open would let guesses through unlimited.
-        keys = await self.limiter.acquire(
-            "manual-code",
-            {"session": sid, "ip": ip_subject(client_ip)},
-            MANUAL_CODE_LIMITS,
-            now.timestamp(),
-            "manual-code attempts",
-        )
+        subjects = {"session": sid, "ip": ip_subject(client_ip)}
+        if install:
+            subjects["install"] = install
+        keys = await self.limiter.acquire("manual-code", subjects, now.timestamp(), "manual-code attempts")
         found = await self.checkpoints.resolve_manual_code(code)
         await self.limiter.refund(keys)  # only failed attempts count against the limits
         return found

@@ -31,14 +31,21 @@ class SessionController(Controller):
 
     @post("/", **access(Policy.PUBLIC), summary="Start an anonymous visitor session")
     async def start(
-        self, runtime: Dep[Runtime], db_session: Dep[AsyncSession], data: JSONBody[SessionStart]
+        self,
+        request: Request[Any, Any, Any],
+        runtime: Dep[Runtime],
+        db_session: Dep[AsyncSession],
+        data: JSONBody[SessionStart],
     ) -> Response[SessionStarted]:
-        started = await services.start_session(runtime, db_session, data)
+        client_ip = request.client.host if request.client else None
+        started = await services.start_session(runtime, db_session, data, client_ip)
         return Response(started, status_code=201, headers=PRIVATE_NO_STORE)
 
     @delete("/{session_id:str}", **access(Policy.VISITOR), summary="End a session and erase its live state")
-    async def end(self, runtime: Dep[Runtime], session_id: FromPath[str]) -> None:
-        await services.end_session(runtime, session_id)
+    async def end(
+        self, request: Request[Principal, Any, Any], runtime: Dep[Runtime], session_id: FromPath[str]
+    ) -> None:
+        await services.end_session(runtime, request.user, session_id)
 
     @post("/{session_id:str}/pings", **access(Policy.VISITOR), status_code=200,
           summary="Send a batch of 1-100 location pings; get geofence transitions back")

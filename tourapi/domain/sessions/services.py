@@ -18,15 +18,16 @@ from tourapi.domain.sessions.schemas import (
     SessionStarted,
     Transition,
 )
-from tourapi.errors import ApiError, NotFound
+from tourapi.errors import ApiError, NotFound, TooManyRequests
 from tourapi.geo.crs import Crs, to_wgs84_many
 from tourapi.i18n import check_lang_param
 from tourapi.live.crowd import crowd_level
-from tourapi.live.store import ClassifiedPing, SessionExpired, SessionNotFound
+from tourapi.live.store import ClassifiedPing, RateLimited, SessionExpired, SessionNotFound
 from tourapi.runtime import Runtime
 from tourapi.security.principal import Principal
 from tourapi.security.tokens import issue_token
 from tourapi.timeutil import TZ, night_bounds, night_of
+from tourapi.web.ratelimit import ip_subject
 
 # Without a route, a night is over at dawn; sessions end at the latest some hours after that.
 NIGHT_ENDS_AT = timedelta(hours=18)  # noon + 18 h = 06:00 the next morning
@@ -48,9 +49,14 @@ def clock() -> float:
     return time.time()
 
 
-async def start_session(runtime: Runtime, session: AsyncSession, data: SessionStart) -> SessionStarted:
+async def start_session(
+    runtime: Runtime, session: AsyncSession, data: SessionStart, client_ip: str | None
+) -> SessionStarted:
     locale = check_lang_param(data.locale, "locale") or "zh-Hans"
     now = clock()
+    ihash = runtime.live.install_hash(data.install_id)
+    await runtime.limiter.acquire("session-start", {"ip": ip_subject(client_ip), "install": ihash}, now,
+                                  "new sessions")
     moment = datetime.fromtimestamp(now, UTC)
     grace = timedelta(hours=runtime.settings.session_grace_after_night_h)
     night = night_of(moment)
@@ -61,7 +67,6 @@ async def start_session(runtime: Runtime, session: AsyncSession, data: SessionSt
         ends = await runtime.routes.validate_for_session(session, data.route_id, night, ends)
     # Never hand out a session that is over before it starts (a route that ended an hour ago, say).
     hard_end = max((ends + grace).timestamp(), now + runtime.settings.session_idle_s)
-    ihash = runtime.live.install_hash(data.install_id)
     sid, expires = await runtime.live.start_session(ihash, data.route_id, locale, now, hard_end)
     # The token carries what the ping path needs, so a ping batch costs one Redis call and no lookup.
     token, _ = issue_token(
@@ -72,13 +77,27 @@ async def start_session(runtime: Runtime, session: AsyncSession, data: SessionSt
                           ends_at=_iso(hard_end))
 
 
-async def end_session(runtime: Runtime, session_id: str) -> None:
-    if not await runtime.live.end_session(session_id, "ended", time.time()):
+async def end_session(runtime: Runtime, principal: Principal, session_id: str) -> None:
+    now = time.time()
+    if not await runtime.live.end_session(session_id, "ended", now):
         raise SessionGone("no active session with this id", field="session_id")
+    ihash = principal.install_hash
+    if ihash and not await runtime.live.install_sessions(ihash):
+        await forget(runtime, ihash, now)
 
 
 async def erase_install(runtime: Runtime, install_id: str) -> int:
-    return await runtime.live.erase_install(install_id, time.time())
+    ihash = runtime.live.install_hash(install_id)
+    now = time.time()
+    erased = await runtime.live.erase_install(ihash, now)
+    await forget(runtime, ihash, now)
+    return erased
+
+
+async def forget(runtime: Runtime, ihash: str, now: float) -> None:
+    """Nothing that names the install outlives its last session: live keys and rate-limit counters."""
+    await runtime.live.forget_install(ihash, now)
+    await runtime.limiter.forget("install", ihash, now)
 
 
 def _reject(index: int, reason: str, detail: str) -> RejectedPing:
@@ -129,10 +148,16 @@ async def ingest_pings(runtime: Runtime, principal: Principal, session_id: str, 
             ))
     try:
         outcome = await runtime.live.apply_pings(
-            session_id, principal.install_hash or "", principal.route_id, classified, dwell, now
+            session_id, principal.install_hash or "", principal.route_id, classified, dwell, now,
+            submitted=len(batch.pings), limits=runtime.ping_limits,
         )
     except (SessionNotFound, SessionExpired):
         raise SessionGone("the session has ended or expired; start a new one", field="session_id") from None
+    except RateLimited as limited:
+        raise TooManyRequests(
+            f"too many pings from this {limited.scope}; try again in {limited.retry_after_s} s",
+            headers={"Retry-After": str(limited.retry_after_s)},
+        ) from None
     progress = None
     if outcome.route_id:
         stops = runtime.routes.stop_pois(outcome.route_id)

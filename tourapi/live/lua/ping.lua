@@ -3,7 +3,8 @@
 -- KEYS: 1 session hash, 2 shard occupancy hash, 3 shard presence zset, 4 shard active-sessions zset,
 --       5 shard transitions stream, 6.. the route's active-sessions zset (if any), per-night entries hashes and
 --       per-night-per-POI HyperLogLogs (named in ARGV's payload; every key touched is declared here).
--- ARGV[1]: JSON {now, idle, grace, maxlen, ttl, route_key?, pings: [{ts, night, good, core: [poi], near: [poi]}]
+-- ARGV[1]: JSON {now, idle, grace, maxlen, ttl, route_key?, submitted, limit_session, limit_install,
+--               install_limit_key, pings: [{ts, night, good, core: [poi], near: [poi]}]
 --               (sorted by ts), dwell: {poi: seconds}, entries: {night: key}, hll: {"night|poi": key},
 --               visitor: {night: the visitor's unlinkable token for that night's unique counts}}
 -- Session hash fields: sid, install, route, hard_end, last_ts, "in:<poi>" = "entered|dwelled|threshold|seen",
@@ -17,6 +18,18 @@ local h = {}
 for i = 1, #raw, 2 do h[raw[i]] = raw[i + 1] end
 local hard_end = tonumber(h.hard_end)
 if p.now >= hard_end then return cjson.encode({error = 'session_expired'}) end
+
+-- Rate limits (no extra round trip): pings per minute for this session and for its install.
+local window = math.floor(p.now / 60)
+local used = (h.rw == tostring(window)) and tonumber(h.rc) or 0
+local install_used = tonumber(redis.call('GET', p.install_limit_key) or '0')
+if used + p.submitted > p.limit_session or install_used + p.submitted > p.limit_install then
+  return cjson.encode({error = 'rate_limited', retry = 60 - (p.now % 60),
+                       scope = (used + p.submitted > p.limit_session) and 'session' or 'install'})
+end
+redis.call('HSET', ses, 'rw', tostring(window), 'rc', tostring(used + p.submitted))
+redis.call('INCRBY', p.install_limit_key, tostring(p.submitted))
+redis.call('EXPIRE', p.install_limit_key, '120')
 
 local sid, install = h.sid, h.install
 local last_ts = tonumber(h.last_ts) or 0
