@@ -43,6 +43,8 @@ PG_ADMIN_URL = os.environ.get(
     "TOURAPI_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
 )
 REDIS_URL = os.environ.get("TOURAPI_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+# With TOURAPI_TEST_REDIS_CLUSTER=1 the URL names a Redis Cluster node (scripts/redis-cluster.sh).
+REDIS_CLUSTER = os.environ.get("TOURAPI_TEST_REDIS_CLUSTER", "") in ("1", "true", "yes")
 BACKENDS = [b for b in os.environ.get("TOURAPI_TEST_BACKENDS", "embedded,postgis").split(",") if b]
 _skipped: dict[str, str] = {}
 
@@ -97,6 +99,7 @@ def make_settings(database_url: str, redis_url: str | None, **overrides: Any) ->
     return Settings(
         database_url=database_url,
         redis_url=redis_url,
+        redis_cluster=REDIS_CLUSTER and redis_url is not None,
         secret_key=SECRET,
         fixtures_path=DEFAULT_FIXTURES,
         log_format="console",
@@ -200,11 +203,11 @@ async def settings(seeded: Seeded, tmp_path: Path) -> AsyncIterator[Settings]:
 async def _drop_namespace(namespace: str) -> None:
     import redis.asyncio as aioredis
 
-    client = aioredis.Redis.from_url(REDIS_URL)
+    client = aioredis.RedisCluster.from_url(REDIS_URL) if REDIS_CLUSTER else aioredis.Redis.from_url(REDIS_URL)
     try:
         keys = [key async for key in client.scan_iter(match=f"{namespace}:*", count=1000)]
-        if keys:
-            await client.delete(*keys)
+        for key in keys:  # one by one: keys of several cluster slots
+            await client.delete(key)
     finally:
         await client.aclose()
 
@@ -301,6 +304,7 @@ def settings_env(settings: Settings) -> dict[str, str]:
     })
     if settings.redis_url:
         env["TOURAPI_REDIS_URL"] = settings.redis_url
+        env["TOURAPI_REDIS_CLUSTER"] = "true" if settings.redis_cluster else "false"
     return env
 
 

@@ -43,6 +43,14 @@ def make_redis(settings: Settings) -> aioredis.Redis:
         import fakeredis
 
         return fakeredis.FakeAsyncRedis(decode_responses=True)
+    if settings.redis_cluster:
+        return aioredis.RedisCluster.from_url(  # type: ignore[return-value]
+            settings.redis_url,
+            decode_responses=True,
+            socket_timeout=settings.redis_timeout_s,
+            socket_connect_timeout=settings.redis_timeout_s,
+            max_connections=256,
+        )
     return aioredis.Redis.from_url(
         settings.redis_url,
         decode_responses=True,

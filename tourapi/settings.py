@@ -28,6 +28,7 @@ class Settings(BaseSettings):
     # Storage. The embedded default is a SQLite file plus an in-process Redis.
     database_url: str = "sqlite+aiosqlite:///./tourapi.db"
     redis_url: str | None = None
+    redis_cluster: bool = Field(default=False, description="TOURAPI_REDIS_URL names a Redis Cluster node")
     redis_namespace: str = Field(default="tourapi", pattern=r"^[a-z][a-z0-9_]{0,31}$",
                                  description="prefix of every Redis key and channel")
     redis_timeout_s: float = Field(

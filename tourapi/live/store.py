@@ -7,6 +7,7 @@ aggregates run in background jobs (tourapi/live/jobs.py).
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -88,6 +89,10 @@ class LiveStore:
         self._ping = redis.register_script(_lua("ping.lua"))
         self._leave = redis.register_script(_lua("leave.lua"))
         self._checkin = redis.register_script(_lua("checkin.lua"))
+        # PFCOUNT of several keys of one shard in one call (a multi-key PFCOUNT would merge them).
+        self._pfcounts = redis.register_script(
+            "local n = {} for i, key in ipairs(KEYS) do n[i] = redis.call('PFCOUNT', key) end return n"
+        )
 
     # ---- sessions --------------------------------------------------------------------------------------------
 
@@ -107,7 +112,8 @@ class LiveStore:
         sid = self.keys.new_session_id(shard)
         expires = min(now + self.settings.session_idle_s, hard_end)
         k = self.keys
-        pipe = self.redis.pipeline(transaction=True)
+        # All keys share the shard's hash tag: one node, one round trip.
+        pipe = self.redis.pipeline(transaction=False)
         pipe.hset(
             k.session(shard, sid),
             mapping={"sid": sid, "install": ihash, "route": route_id or "", "locale": locale,
@@ -315,12 +321,17 @@ class LiveStore:
             for poi in set(entries) | {f for f in checkins if "|" not in f}:
                 touched.append((shard, poi))
         if touched:
-            pipe = self.redis.pipeline(transaction=False)
+            by_shard: dict[int, list[str]] = defaultdict(list)
             for shard, poi in touched:
-                pipe.pfcount(k.visitors(shard, night, poi))
+                by_shard[shard].append(poi)
+            # One script call per shard, concurrently (Redis Cluster refuses scripts in pipelines).
+            results = await asyncio.gather(
+                *(self._pfcounts(keys=[k.visitors(shard, night, poi) for poi in pois]) for shard, pois in by_shard.items())
+            )
             # Visitors are partitioned by install across shards, so per-shard counts add up.
-            for (_, poi), n in zip(touched, await pipe.execute()):
-                counters[poi]["unique"] += int(n)
+            for (_shard, pois), counts in zip(by_shard.items(), results):
+                for poi, n in zip(pois, counts):
+                    counters[poi]["unique"] += int(n)
         return dict(counters)
 
     # ---- aggregates ------------------------------------------------------------------------------------------
