@@ -80,6 +80,11 @@ def serve(host: str, port: int, workers: int) -> None:
             "--workers > 1 needs a shared Redis: the embedded in-process Redis lives in one process "
             "(set TOURAPI_REDIS_URL)"
         )
+    if workers > 1:
+        # Before anything imports prometheus_client: the workers' metrics go to shared files.
+        from tourapi.observability.multiproc import prepare_multiprocess_dir
+
+        prepare_multiprocess_dir()
     if settings.embedded_database:
         _bootstrap_embedded(settings, host, port)
     else:
@@ -93,6 +98,9 @@ def serve(host: str, port: int, workers: int) -> None:
         interface=Interfaces.ASGI,
         log_access=False,
         backlog=2048,
+        # A worker that dies (OOM, SIGKILL) is replaced instead of taking the server down.
+        respawn_failed_workers=True,
+        respawn_interval=1.0,
     ).serve()
 
 
@@ -247,6 +255,114 @@ def keys_retire(kid: str) -> None:
     if _run(_settings(), job) is None:
         raise click.ClickException(f"no key {kid!r}")
     click.echo(f"key {kid} retired")
+
+
+@main.group()
+def sync() -> None:
+    """The /v1/sync delta feed."""
+
+
+@sync.command("purge")
+@click.option("--older-than-days", required=True, type=click.IntRange(0, 36500),
+              help="hard-delete tombstones deleted more than this many days ago")
+def sync_purge(older_than_days: int) -> None:
+    """Hard-delete old tombstones (where nothing references them); older cursors then get 410 resync."""
+    import tourapi.app  # noqa: F401  (every feature registers its sync source on import)
+    from tourapi.domain.sync.services import purge_tombstones
+
+    report = _run(_settings(), lambda runtime: purge_tombstones(runtime, older_than_days))
+    purged = ", ".join(f"{k}: {v}" for k, v in sorted(report.purged.items())) or "none"
+    kept = ", ".join(f"{k}: {v}" for k, v in sorted(report.kept.items())) or "none"
+    click.echo(f"purged tombstones deleted before {report.cutoff:%Y-%m-%d %H:%M} UTC: {purged}")
+    click.echo(f"kept (still referenced): {kept}; purged_through = {report.purged_through}")
+
+
+@main.group()
+def live() -> None:
+    """Live state in Redis (sessions, occupancy, nightly counters)."""
+
+
+@live.command("rebuild")
+@click.option("--night", type=click.DateTime(formats=["%Y-%m-%d"]), default=None,
+              help="the night (YYYY-MM-DD, noon to noon Asia/Shanghai); default: tonight")
+def live_rebuild(night: Any) -> None:
+    """Recount a night's check-in counters and unique visitors in Redis from the database."""
+    from datetime import UTC, datetime
+
+    from tourapi.domain.checkins.counters import rebuild_night
+    from tourapi.timeutil import night_of
+
+    settings = _settings()
+    if settings.embedded_redis:
+        raise click.ClickException(
+            "the embedded in-process Redis lives inside the running server; live rebuild needs a shared "
+            "Redis (set TOURAPI_REDIS_URL)"
+        )
+    day = night.date() if night is not None else night_of(datetime.now(UTC))
+    report = _run(settings, lambda runtime: rebuild_night(runtime, day))
+    click.echo(
+        f"night {day.isoformat()}: {report['checkins']} check-ins recounted, "
+        f"{report['entries_topped_up']} entries restored from snapshots, "
+        f"{report['marked_counted']} records marked counted"
+    )
+
+
+@main.command("metrics-token")
+@click.option("--days", default=90, show_default=True, type=click.IntRange(1, 3650), help="validity")
+def metrics_token(days: int) -> None:
+    """Print a bearer token for Prometheus, valid for GET /metrics only."""
+    from tourapi.observability.metrics import mint_scrape_token
+
+    async def job(runtime: Any) -> Any:
+        return mint_scrape_token(runtime, days)
+
+    token, expires = _run(_settings(), job)
+    click.echo(token)
+    click.echo(f"valid for GET /metrics only, until {expires:%Y-%m-%d %H:%M} UTC "
+               "(revoke: rotate, then retire the JWT key that signed it)", err=True)
+
+
+@main.command("demo-traffic")
+@click.option("--base-url", default="http://127.0.0.1:8000", show_default=True, help="a running tourapi")
+@click.option("--visitors", default=200, show_default=True, type=click.IntRange(1, 20000))
+@click.option("--speed", default=30.0, show_default=True, type=click.FloatRange(1, 3600),
+              help="simulated seconds per real second")
+@click.option("--duration", default=600.0, show_default=True, type=click.FloatRange(5, 86400),
+              help="real seconds; the simulated evening (18:30-23:30) is fitted into them")
+@click.option("--hotspot", default="pipayu-pingtan-teahouse", show_default=True,
+              help="venue whose performance fills it (raises alerts); '' for none")
+@click.option("--username", default="operator", show_default=True,
+              help="operator account that reads the venues' QR checkpoints, for check-ins")
+@click.option("--password", envvar="TOURAPI_DEMO_PASSWORD", default=None,
+              help="its password (env TOURAPI_DEMO_PASSWORD); on the embedded default it is derived "
+              "from the local secret file; without one, visitors ping but do not check in")
+@click.option("--seed", type=int, default=None, help="for a reproducible evening")
+@click.option("--keep-sessions", is_flag=True, help="leave the sessions open at the end (they expire)")
+def demo_traffic(base_url: str, visitors: int, speed: float, duration: float, hotspot: str, username: str,
+                 password: str | None, seed: int | None, keep_sessions: bool) -> None:
+    """Simulate an evening of visitors against a running server, to watch the console at /ops."""
+    import httpx
+
+    from tourapi.demo.traffic import DemoConfig, local_demo_password, run_demo
+
+    config = DemoConfig(
+        base_url=base_url.rstrip("/"), visitors=visitors, speed=speed, duration=duration, hotspot=hotspot or None,
+        username=username or None, password=password or (local_demo_password(username) if username else None),
+        seed=seed, end_sessions=not keep_sessions,
+    )
+    click.echo(f"demo traffic: {visitors} visitors, {duration:.0f} s at {speed:g}x against {config.base_url}"
+               f" (watch {config.base_url}/ops)")
+    try:
+        report = asyncio.run(run_demo(config, say=click.echo))
+    except httpx.HTTPError as exc:
+        raise click.ClickException(f"cannot reach {config.base_url}: {exc}") from None
+    except KeyboardInterrupt:  # pragma: no cover
+        raise click.Abort() from None
+    click.echo(
+        f"done: {report.sessions} sessions, {report.pings_accepted} pings accepted, "
+        f"{report.pings_rejected} rejected, {report.checkins} check-ins, "
+        f"transitions {dict(report.transitions)}, errors {dict(report.errors) or 'none'}"
+    )
 
 
 if __name__ == "__main__":  # pragma: no cover

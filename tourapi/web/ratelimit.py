@@ -22,6 +22,7 @@ import redis.exceptions
 from tourapi.errors import TooManyRequests
 
 log = logging.getLogger("tourapi.ratelimit")
+REDIS_UNAVAILABLE = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 from datetime import timedelta
@@ -17,7 +18,9 @@ from tourapi.runtime import Runtime
 from tourapi.security.passwords import hash_password, verify_password
 from tourapi.security.principal import ACCOUNT_ROLES, Role
 from tourapi.security.tokens import issue_token
-from tourapi.web.ratelimit import ip_subject
+from tourapi.web.ratelimit import REDIS_UNAVAILABLE, ip_subject
+
+log = logging.getLogger("tourapi.auth")
 
 USERNAME = re.compile(r"^[a-zA-Z0-9_.-]{3,64}$")
 
@@ -66,15 +69,22 @@ async def login(
     runtime: Runtime, session: AsyncSession, username: str, password: str, client_ip: str | None
 ) -> TokenResponse:
     # Counts every attempt; a successful login takes its attempt back, so only failures are limited.
-    keys = await runtime.limiter.acquire(
-        "login", {"ip": ip_subject(client_ip), "user": username.lower()[:64]}, time.time(), "login attempts"
-    )
+    # Fails open when Redis is down: operators must reach the console during an incident, and Argon2
+    # keeps each guess slow anyway.
+    try:
+        keys = await runtime.limiter.acquire(
+            "login", {"ip": ip_subject(client_ip), "user": username.lower()[:64]}, time.time(), "login attempts"
+        )
+    except REDIS_UNAVAILABLE as exc:
+        log.warning("login rate limit skipped (Redis unavailable: %s)", type(exc).__name__)
+        keys = []
     user = await session.scalar(select(User).where(User.username == username))
     # Argon2 is deliberately slow: keep it off the event loop.
     ok = await anyio.to_thread.run_sync(verify_password, password, user.password_hash if user else None)
     if user is None or not ok or user.disabled:
         raise LoginFailed("unknown username or wrong password", field="password")
-    await runtime.limiter.refund(keys)
+    if keys:
+        await runtime.limiter.refund(keys)
     ttl = timedelta(seconds=runtime.settings.access_token_ttl_s)
     token, _ = issue_token(
         runtime.jwt,

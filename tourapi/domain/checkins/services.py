@@ -21,7 +21,6 @@ import re
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
-import redis.exceptions
 import shapely
 import sqlalchemy as sa
 from shapely.geometry import GeometryCollection, Point
@@ -42,14 +41,13 @@ from tourapi.live.store import LiveStore
 from tourapi.runtime import Runtime
 from tourapi.security.principal import Principal
 from tourapi.timeutil import TZ, night_of
-from tourapi.web.ratelimit import ip_subject
+from tourapi.web.ratelimit import REDIS_UNAVAILABLE, ip_subject
 
 log = logging.getLogger("tourapi.checkins")
 
 LATE_AFTER = timedelta(minutes=15)  # an older scan is an offline upload: recorded, but not "inside now"
 _IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,64}$")
 # What "Redis is down" looks like through redis-py (socket errors are wrapped into these).
-REDIS_UNAVAILABLE = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
 
 
 def distance_to_fence_m(fence: shapely.Geometry, lon: float, lat: float) -> float:

@@ -1,0 +1,576 @@
+"""The whole HTTP benchmark in one command, on PostgreSQL + PostGIS and a real Redis.
+
+    python -m bench.run [--duration 10] [--connections 64] [--no-write]
+
+It creates a fresh database (fixtures + a synthetic city of 10,000 POIs and 50,000 anchors), starts
+a private Redis, the bare baselines and the API with granian (1 worker, then 2), drives load with
+wrk from a separate process, and writes one table to docs/performance.md. Every figure is also given
+as a ratio to the baselines measured in the same run ("hello": a bare Litestar JSON endpoint;
+"redis floor": a bare endpoint doing one Redis round trip), because absolute numbers on a shared
+machine are noisy.
+
+Needs: wrk and redis-server on PATH, PostgreSQL with PostGIS reachable at TOURAPI_BENCH_POSTGRES_URL
+(default postgresql+asyncpg://postgres@127.0.0.1:5432/postgres).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+ADMIN_URL = os.environ.get("TOURAPI_BENCH_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres")
+SECRET = "bench-" + "s" * 40
+DATABASE = "tourapi_bench"
+LION = (120.625045, 31.3231)  # inside the Lion Grove Garden
+PINGJIANG = (120.6300, 31.3150)
+CITY = (121.47, 31.23)
+PERF_DOC = ROOT / "docs" / "performance.md"
+START, END = "<!-- bench:http:start -->", "<!-- bench:http:end -->"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def db_url(name: str) -> str:
+    return urlparse(ADMIN_URL)._replace(path=f"/{name}").geturl()
+
+
+@dataclass
+class Result:
+    name: str
+    rps: float
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    errors: int
+    unit: float = 1.0  # items per request (10 for a batch of pings)
+
+
+@dataclass
+class Run:
+    duration: int
+    connections: int
+    results: dict[str, Result] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+# ---- processes ---------------------------------------------------------------------------------------------
+
+
+class Proc:
+    def __init__(self, args: list[str], env: dict[str, str], log: Path, cwd: Path = ROOT) -> None:
+        self.log = log.open("w")
+        self.p = subprocess.Popen(args, env=env, cwd=cwd, stdout=self.log, stderr=subprocess.STDOUT,
+                                  start_new_session=True)
+
+    def stop(self) -> None:
+        if self.p.poll() is None:
+            os.killpg(self.p.pid, signal.SIGTERM)
+            try:
+                self.p.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.p.pid, signal.SIGKILL)
+        self.log.close()
+
+    def worker_pids(self) -> list[int]:
+        out = subprocess.run(["pgrep", "-g", str(self.p.pid)], capture_output=True, text=True).stdout
+        return [int(pid) for pid in out.split() if int(pid) != self.p.pid]
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+async def wait_ready(url: str, path: str, proc: Proc) -> None:
+    async with httpx.AsyncClient(timeout=2) as http:
+        for _ in range(600):
+            if proc.p.poll() is not None:
+                raise RuntimeError(f"{url} exited: see {proc.log.name}")
+            try:
+                if (await http.get(url + path)).status_code < 500:
+                    return
+            except httpx.HTTPError:
+                pass
+            await asyncio.sleep(0.1)
+    raise RuntimeError(f"{url} did not start")
+
+
+def api_env(redis_url: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TOURAPI_")}
+    env.update({
+        "TOURAPI_DATABASE_URL": db_url(DATABASE),
+        "TOURAPI_REDIS_URL": redis_url,
+        "TOURAPI_SECRET_KEY": SECRET,
+        "TOURAPI_LOG_LEVEL": "WARNING",
+        "TOURAPI_LOG_FORMAT": "json",
+        "TOURAPI_RATE_LIMIT_SCALE": "10000",  # load comes from one address and a few installs
+        "TOURAPI_DB_POOL_SIZE": "20",
+        "BENCH_REDIS_URL": redis_url,
+    })
+    return env
+
+
+def tourapi_cli(*args: str, env: dict[str, str], stdin: str | None = None) -> str:
+    done = subprocess.run([sys.executable, "-m", "tourapi", *args], env=env, input=stdin, capture_output=True,
+                          text=True, cwd=ROOT)
+    if done.returncode:
+        raise RuntimeError(f"tourapi {' '.join(args)} failed:\n{done.stderr}")
+    return done.stdout
+
+
+# ---- set-up ------------------------------------------------------------------------------------------------
+
+
+async def prepare_database(env: dict[str, str]) -> None:
+    from sqlalchemy import text
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    admin = create_async_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
+    async with admin.connect() as conn:
+        await conn.execute(text(f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)"))
+        await conn.execute(text(f"CREATE DATABASE {DATABASE}"))
+    await admin.dispose()
+    tourapi_cli("db", "upgrade", env=env)
+    tourapi_cli("fixtures", "load", env=env)
+    for user, role in (("bench-admin", "admin"), ("bench-operator", "operator")):
+        tourapi_cli("users", "add", user, "--role", role, env=env, stdin="bench-password-123\n")
+    from sqlalchemy.ext.asyncio import async_sessionmaker
+
+    from bench.seed import seed_city
+
+    engine = create_async_engine(db_url(DATABASE))
+    async with async_sessionmaker(engine)() as session:
+        await seed_city(session)
+    await engine.dispose()
+
+
+@dataclass
+class Fixtures:
+    admin: str
+    operator: str
+    sessions: list[tuple[str, str]]
+    checkpoint_tokens: list[str]
+    route_id: str
+    bundle_etag: str
+
+
+async def gather_fixtures(base: str, sessions: int) -> Fixtures:
+    async with httpx.AsyncClient(base_url=base, timeout=30) as http:
+        async def login(user: str) -> str:
+            response = await http.post("/v1/auth/token", json={"username": user, "password": "bench-password-123"})
+            return response.json()["access_token"]
+
+        admin, operator = await login("bench-admin"), await login("bench-operator")
+        made: list[tuple[str, str]] = []
+
+        async def start(n: int) -> None:
+            body = (await http.post("/v1/sessions", json={"install_id": f"bench-install-{n:06d}"})).json()
+            made.append((body["session_id"], body["token"]))
+
+        for chunk in range(0, sessions, 200):
+            await asyncio.gather(*(start(n) for n in range(chunk, min(chunk + 200, sessions))))
+        pois = (await http.get("/v1/pois", params={"limit": 500})).json()["features"]
+        tokens = []
+        for poi in pois:
+            listed = (await http.get(f"/v1/pois/{poi['id']}/checkpoints", headers={"Authorization": f"Bearer {admin}"})).json()
+            items = listed if isinstance(listed, list) else listed.get("checkpoints", listed.get("items", []))
+            tokens += [item["url"].rsplit("/", 1)[1] for item in items if item.get("active", True)]
+        routes = (await http.get("/v1/routes")).json()
+        route_items = routes if isinstance(routes, list) else routes.get("routes", routes.get("features", []))
+        route_id = route_items[0]["id"]
+        bundle = await http.get(f"/v1/routes/{route_id}/bundle")
+        return Fixtures(admin, operator, made, tokens, route_id, bundle.headers["etag"])
+
+
+def write_requests(path: Path, lines: list[tuple[str, str, dict[str, str], str]]) -> Path:
+    with path.open("w") as out:
+        for method, target, headers, body in lines:
+            header_text = "|".join(f"{k}: {v}" for k, v in headers.items())
+            out.write(f"{method}\t{target}\t{header_text}\t{body}\n")
+    return path
+
+
+def ping_body(n: int, batch: int) -> str:
+    pings = []
+    for k in range(batch):
+        # Visitors stand in the Lion Grove with a few metres of jitter; timestamps are filled in by wrk.
+        lon = LION[0] + ((n * 7 + k * 3) % 11 - 5) * 0.00002
+        lat = LION[1] + ((n * 5 + k * 7) % 11 - 5) * 0.00002
+        pings.append(f'{{"lon":{lon:.6f},"lat":{lat:.6f},"accuracy":8,"timestamp":"{{TS-{batch - k}}}"}}')
+    return '{"pings":[' + ",".join(pings) + "]}"
+
+
+# ---- load --------------------------------------------------------------------------------------------------
+
+
+def wrk(url: str, requests_file: Path | None, duration: int, connections: int) -> dict[str, Any]:
+    env = {**os.environ}
+    if requests_file is not None:
+        env["BENCH_REQUESTS"] = str(requests_file)
+    script = str(ROOT / "bench" / "wrk" / "replay.lua")
+    command = ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency", "-s", script, url]
+    out = subprocess.run(command, env=env, capture_output=True, text=True).stdout
+    match = re.search(r"RESULT (\{.*\})", out)
+    if not match:
+        raise RuntimeError(f"wrk gave no result:\n{out}")
+    return json.loads(match.group(1))
+
+
+def measure(run: Run, name: str, url: str, lines: list[tuple[str, str, dict[str, str], str]], tmp: Path,
+            unit: float = 1.0, warmup: bool = True) -> Result:
+    path = write_requests(tmp / f"{re.sub(r'[^a-z0-9]+', '-', name.lower())}.tsv", lines)
+    if warmup:
+        wrk(url, path, 2, run.connections)
+    raw = wrk(url, path, run.duration, run.connections)
+    result = Result(name, raw["requests"] / (raw["duration_us"] / 1e6), raw["p50_us"] / 1000, raw["p90_us"] / 1000,
+                    raw["p99_us"] / 1000, raw["socket_errors"] + raw["bad_status"], unit)
+    run.results[name] = result
+    print(f"  {name:<42} {result.rps:>9.0f} req/s  p50 {result.p50_ms:6.2f} ms  p99 {result.p99_ms:7.2f} ms"
+          f"  errors {result.errors}", flush=True)
+    return result
+
+
+# ---- in-process measurements -------------------------------------------------------------------------------
+
+
+def geofence_index_numbers() -> list[dict[str, Any]]:
+    import random
+
+    import numpy as np
+
+    from bench.seed import fence_around, grid_point
+    from tourapi.geo.index import FenceSource, GeofenceIndex
+
+    rows = []
+    for count in (1_000, 10_000, 100_000):
+        rng = random.Random(count)
+        per_row = int(count ** 0.5) + 1
+        sources = [FenceSource(f"f{n}", fence_around(*grid_point(n, per_row), rng), None, 100, 300)
+                   for n in range(count)]
+        started = time.perf_counter()
+        index = GeofenceIndex.build(sources, 1, 15.0)
+        build_s = time.perf_counter() - started
+        lo = np.array([grid_point(0, per_row), grid_point(count - 1, per_row)])
+        lons = rng_uniform(rng, lo[:, 0].min(), lo[:, 0].max(), 20_000)
+        lats = rng_uniform(rng, lo[:, 1].min(), lo[:, 1].max(), 20_000)
+        started = time.perf_counter()
+        hits = 0
+        for x, y in zip(lons[:20_000], lats[:20_000]):
+            hits += len(index.containing(x, y))
+        single = 20_000 / (time.perf_counter() - started)
+        started = time.perf_counter()
+        for start in range(0, 20_000, 100):
+            index.classify(lons[start:start + 100], lats[start:start + 100])
+        batched = 20_000 / (time.perf_counter() - started)
+        rows.append({"polygons": count, "build_s": build_s, "lookups_per_s": single, "batched_per_s": batched})
+        print(f"  index {count:>7} polygons: build {build_s:5.2f} s, {single:>9.0f} single lookups/s, "
+              f"{batched:>10.0f} points/s in ping batches of 100", flush=True)
+    return rows
+
+
+def rng_uniform(rng: Any, low: float, high: float, n: int) -> list[float]:
+    return [rng.uniform(low, high) for _ in range(n)]
+
+
+async def redis_bytes_per_session(redis_url: str, sessions: int = 10_000) -> float:
+    """Memory a live session costs in Redis: started, one ping inside a venue, measured with INFO."""
+    import redis.asyncio as aioredis
+
+    from tourapi.live.store import ClassifiedPing, LiveStore
+    from tourapi.settings import Settings
+    from tourapi.timeutil import night_of
+
+    settings = Settings(database_url=db_url(DATABASE), redis_url=redis_url, secret_key=SECRET,
+                        redis_namespace="memprobe")
+    client = aioredis.Redis.from_url(redis_url, decode_responses=True)
+    store = LiveStore(client, settings, SECRET)
+    before = int((await client.info("memory"))["used_memory"])
+    now = time.time()
+    from datetime import UTC, datetime
+
+    night = night_of(datetime.now(UTC))
+    for chunk in range(0, sessions, 500):
+        async def one(n: int) -> None:
+            ihash = store.install_hash(f"mem-{n}")
+            sid, _ = await store.start_session(ihash, None, "en", now, now + 6 * 3600)
+            ping = ClassifiedPing(ts=now - 1, night=night, good=True, core=("lion-grove-garden",),
+                                  near=("lion-grove-garden",))
+            await store.apply_pings(sid, ihash, None, [ping], {"lion-grove-garden": 600}, now)
+
+        await asyncio.gather(*(one(n) for n in range(chunk, min(chunk + 500, sessions))))
+    after = int((await client.info("memory"))["used_memory"])
+    keys = [key async for key in client.scan_iter(match="memprobe:*", count=5000)]
+    for start in range(0, len(keys), 1000):
+        await client.delete(*keys[start:start + 1000])
+    await client.aclose()
+    return (after - before) / sessions
+
+
+async def multi_worker_checks(base: str, operator: str, sessions: int = 200) -> dict[str, Any]:
+    """Two workers, one Redis: the live count stays exact and SSE reaches clients on every worker."""
+    headers = {"Authorization": f"Bearer {operator}"}
+    async with httpx.AsyncClient(base_url=base, timeout=30, limits=httpx.Limits(max_connections=40)) as http:
+        before = (await http.get("/v1/live/summary", headers=headers)).json()
+        lion_before = next(p["occupancy"] for p in before["pois"] if p["poi_id"] == "lion-grove-garden")
+        streams: list[list[str]] = [[] for _ in range(4)]
+
+        async def listen(n: int) -> None:
+            # Separate connections: granian spreads them over the workers.
+            async with httpx.AsyncClient(base_url=base, timeout=60) as own, own.stream(
+                "GET", "/v1/live/stream", headers=headers
+            ) as response:
+                async for line in response.aiter_lines():
+                    if line.startswith("event:"):
+                        streams[n].append(line.split(":", 1)[1].strip())
+                        if "occupancy" in streams[n]:
+                            return
+
+        listeners = [asyncio.create_task(listen(n)) for n in range(4)]
+        await asyncio.sleep(1.0)
+
+        async def enter(n: int) -> None:
+            started = (await http.post("/v1/sessions", json={"install_id": f"mw-{uuid.uuid4()}"})).json()
+            stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 2))
+            body = {"pings": [{"lon": LION[0], "lat": LION[1], "accuracy": 5, "timestamp": stamp}]}
+            await http.post(f"/v1/sessions/{started['session_id']}/pings", json=body,
+                            headers={"Authorization": f"Bearer {started['token']}"})
+
+        await asyncio.gather(*(enter(n) for n in range(sessions)))
+        try:
+            await asyncio.wait_for(asyncio.gather(*listeners), 15)
+            sse_ok = all("occupancy" in s for s in streams)
+        except TimeoutError:
+            sse_ok = False
+            for task in listeners:
+                task.cancel()
+        after = (await http.get("/v1/live/summary", headers=headers)).json()
+        lion_after = next(p["occupancy"] for p in after["pois"] if p["poi_id"] == "lion-grove-garden")
+    return {"sessions": sessions, "occupancy_delta": lion_after - lion_before, "sse_clients_served": sse_ok}
+
+
+# ---- the run -----------------------------------------------------------------------------------------------
+
+
+async def main(args: argparse.Namespace) -> Run:
+    for tool in ("wrk", "redis-server"):
+        if shutil.which(tool) is None:
+            sys.exit(f"{tool} is not installed (apt-get install -y {tool if tool == 'wrk' else 'redis-server'})")
+    run = Run(duration=args.duration, connections=args.connections)
+    tmp = Path(tempfile.mkdtemp(prefix="tourapi-bench-"))
+    redis_port, base_port, api_port = free_port(), free_port(), free_port()
+    redis_proc = Proc(["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "",
+                       "--appendonly", "no"], dict(os.environ), tmp / "redis.log")
+    redis_url = f"redis://127.0.0.1:{redis_port}/0"
+    env = api_env(redis_url)
+    procs = [redis_proc]
+    try:
+        print(f"preparing the database {DATABASE} (fixtures + synthetic city) ...", flush=True)
+        await prepare_database(env)
+        baseline = Proc([sys.executable, "-m", "granian", "--interface", "asgi", "--factory", "--workers", "1",
+                         "--port", str(base_port), "--no-ws", "--log-level", "warning", "bench.baseline:app_factory"],
+                        env, tmp / "baseline.log")
+        api = Proc([sys.executable, "-m", "tourapi", "serve", "--port", str(api_port), "--workers", "1"], env,
+                   tmp / "api.log")
+        procs += [baseline, api]
+        base_url, api_url = f"http://127.0.0.1:{base_port}", f"http://127.0.0.1:{api_port}"
+        await wait_ready(base_url, "/hello", baseline)
+        await wait_ready(api_url, "/readyz", api)
+        fx = await gather_fixtures(api_url, sessions=3000)
+        print(f"ready: {len(fx.sessions)} sessions, {len(fx.checkpoint_tokens)} checkpoints, route {fx.route_id}")
+
+        json_h = {"Content-Type": "application/json"}
+        measure(run, "hello (baseline)", base_url, [("GET", "/hello", {}, "")], tmp)
+        measure(run, "redis floor (baseline)", base_url, [("GET", "/redis", {}, "")], tmp)
+        ping_lines = [("POST", f"/v1/sessions/{sid}/pings", {**json_h, "Authorization": f"Bearer {token}"},
+                       ping_body(n, 1)) for n, (sid, token) in enumerate(fx.sessions[:1000])]
+        measure(run, "single ping", api_url, ping_lines, tmp)
+        batch_lines = [("POST", f"/v1/sessions/{sid}/pings", {**json_h, "Authorization": f"Bearer {token}"},
+                        ping_body(n, 10)) for n, (sid, token) in enumerate(fx.sessions[:1000])]
+        measure(run, "batch of 10 pings", api_url, batch_lines, tmp, unit=10)
+        checkins = []
+        for sid, token in fx.sessions:
+            for qr in fx.checkpoint_tokens:
+                checkins.append(("POST", "/v1/checkins", {**json_h, "Authorization": f"Bearer {token}"},
+                                 json.dumps({"token": qr, "session_id": sid})))
+        interleaved = checkins[::7] + [c for n, c in enumerate(checkins) if n % 7]
+        measure(run, "check-in, first", api_url, interleaved, tmp, warmup=False)
+        first_used = int(run.results["check-in, first"].rps * run.duration * 1.05)
+        measure(run, "check-in, repeat", api_url, interleaved[:max(first_used, 1000)], tmp, warmup=False)
+        bundle = f"/v1/routes/{fx.route_id}/bundle"
+        measure(run, "route bundle 200", api_url, [("GET", bundle, {"Accept-Encoding": "gzip"}, "")], tmp)
+        measure(run, "route bundle 304", api_url,
+                [("GET", bundle, {"Accept-Encoding": "gzip", "If-None-Match": fx.bundle_etag}, "")], tmp)
+        near = "/v1/pois?lon={}&lat={}&radius=500&limit=100"
+        measure(run, "POIs nearby 500 m, fixtures", api_url,
+                [("GET", near.format(*PINGJIANG), {"Accept-Encoding": "gzip"}, "")], tmp)
+        measure(run, "POIs nearby 500 m, synthetic city", api_url,
+                [("GET", near.format(CITY[0] + 0.001 * k, CITY[1] + 0.001 * k), {"Accept-Encoding": "gzip"}, "")
+                 for k in range(-10, 11)], tmp)
+        measure(run, "anchors nearby 200 m, synthetic city", api_url,
+                [("GET", f"/v1/anchors?lon={CITY[0] + 0.001 * k}&lat={CITY[1] + 0.001 * k}&radius=200&limit=100",
+                  {"Accept-Encoding": "gzip"}, "") for k in range(-10, 11)], tmp)
+        measure(run, "live summary", api_url,
+                [("GET", "/v1/live/summary", {"Authorization": f"Bearer {fx.operator}", "Accept-Encoding": "gzip"},
+                  "")], tmp)
+        run.extra["api_rss_mb"] = max(rss_mb(pid) for pid in api.worker_pids())
+        print(f"  API worker resident memory: {run.extra['api_rss_mb']:.0f} MB", flush=True)
+        api.stop()
+        procs.remove(api)
+
+        print("geofence index in process ...", flush=True)
+        run.extra["index"] = geofence_index_numbers()
+        print("Redis memory per active session ...", flush=True)
+        run.extra["redis_bytes_per_session"] = await redis_bytes_per_session(redis_url)
+        print(f"  {run.extra['redis_bytes_per_session']:.0f} bytes per session", flush=True)
+
+        print("2 workers, one Redis ...", flush=True)
+        api2 = Proc([sys.executable, "-m", "tourapi", "serve", "--port", str(api_port), "--workers", "2"], env,
+                    tmp / "api2.log")
+        procs.append(api2)
+        await wait_ready(api_url, "/readyz", api2)
+        await asyncio.sleep(3)  # leader election
+        measure(run, "single ping, 2 workers", api_url, ping_lines, tmp)
+        run.extra["multi_worker"] = await multi_worker_checks(api_url, fx.operator)
+        print(f"  {run.extra['multi_worker']}", flush=True)
+    finally:
+        for proc in reversed(procs):
+            proc.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+    return run
+
+
+# ---- report ------------------------------------------------------------------------------------------------
+
+
+def machine() -> str:
+    model = "unknown CPU"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            model = line.split(":", 1)[1].strip()
+            break
+    versions = ", ".join(f"{p} {metadata.version(p)}" for p in ("litestar", "granian", "redis", "sqlalchemy",
+                                                                  "shapely", "asyncpg"))
+    wrk_version = subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.splitlines()[0]
+    redis_version = subprocess.run(["redis-server", "--version"], capture_output=True, text=True).stdout.split()[2]
+    pg = subprocess.run(["psql", "--version"], capture_output=True, text=True).stdout.strip()
+    return (f"{model}, {os.cpu_count()} cores, Python {platform.python_version()}, {versions}; "
+            f"{wrk_version.split(' [')[0]}; Redis {redis_version.removeprefix('v=')}; {pg}")
+
+
+def report(run: Run) -> str:
+    r = run.results
+    hello, floor = r["hello (baseline)"].rps, r["redis floor (baseline)"].rps
+    single = r["single ping"]
+    targets = {
+        "single ping": ("≥ 0.8 × redis floor", single.rps / floor >= 0.8),
+        "batch of 10 pings": ("≥ 4 × single-ping pings/s", r["batch of 10 pings"].rps * 10 >= 4 * single.rps),
+        "check-in, first": ("≥ 0.5 × redis floor", r["check-in, first"].rps / floor >= 0.5),
+        "route bundle 304": ("≥ 0.8 × hello", r["route bundle 304"].rps / hello >= 0.8),
+        "route bundle 200": ("≥ 0.5 × hello", r["route bundle 200"].rps / hello >= 0.5),
+        "POIs nearby 500 m, fixtures": ("≥ 0.5 × hello", r["POIs nearby 500 m, fixtures"].rps / hello >= 0.5),
+        "POIs nearby 500 m, synthetic city": ("≥ 0.3 × hello",
+                                              r["POIs nearby 500 m, synthetic city"].rps / hello >= 0.3),
+    }
+    lines = [
+        START,
+        f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} with `python -m bench.run` "
+        f"({run.duration} s per scenario after a 2 s warm-up, {run.connections} connections, wrk with 1 thread; "
+        "API and baselines on granian with 1 worker unless stated; PostgreSQL + PostGIS and a private Redis "
+        "on this machine).",
+        "",
+        f"Machine: {machine()}.",
+        "",
+        "| scenario | req/s | items/s | × hello | × redis floor | p50 ms | p99 ms | errors | target |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for name, res in r.items():
+        target, ok = targets.get(name, ("", None))
+        mark = "" if ok is None else (" ✅" if ok else " ❌")
+        lines.append(
+            f"| {name} | {res.rps:,.0f} | {res.rps * res.unit:,.0f} | {res.rps / hello:.2f} | {res.rps / floor:.2f} "
+            f"| {res.p50_ms:.2f} | {res.p99_ms:.2f} | {res.errors} | {target}{mark} |"
+        )
+    p99_ok = single.p99_ms < 25
+    lines += [
+        "",
+        f"- Ping p99 at {run.connections} connections: {single.p99_ms:.1f} ms (target < 25 ms) "
+        f"{'✅' if p99_ok else '❌'}.",
+        f"- Redis memory per active session (started, one ping inside a venue; INFO used_memory over 10,000 "
+        f"sessions): {run.extra['redis_bytes_per_session']:.0f} bytes (target ≤ 2,048) "
+        f"{'✅' if run.extra['redis_bytes_per_session'] <= 2048 else '❌'}.",
+        f"- API worker resident memory after the run (fixtures + 10,000 synthetic POIs in the geofence index): "
+        f"{run.extra['api_rss_mb']:.0f} MB.",
+        "",
+        "Geofence index, in process (synthetic polygons 20-35 m across on a 90 m grid; random points over the "
+        "grid; single lookups call `GeofenceIndex.containing`, batches call `classify` with 100 points as a "
+        "ping batch does):",
+        "",
+        "| polygons | build (rebuild) s | single lookups/s | points/s in batches of 100 | target |",
+        "|---:|---:|---:|---:|---|",
+    ]
+    for row in run.extra["index"]:
+        target = ""
+        if row["polygons"] == 10_000:
+            target = "≥ 100,000/s " + ("✅" if max(row["lookups_per_s"], row["batched_per_s"]) >= 100_000 else "❌")
+        lines.append(f"| {row['polygons']:,} | {row['build_s']:.2f} | {row['lookups_per_s']:,.0f} "
+                     f"| {row['batched_per_s']:,.0f} | {target} |")
+    mw = run.extra["multi_worker"]
+    lines += [
+        "",
+        f"Two workers against one Redis: {mw['sessions']} visitors entered the Lion Grove through requests spread "
+        f"over both workers; the live count rose by {mw['occupancy_delta']} "
+        f"({'exact' if mw['occupancy_delta'] == mw['sessions'] else 'NOT exact'}), and "
+        f"{'all four' if mw['sse_clients_served'] else 'NOT all'} SSE clients (connections spread over the workers) "
+        "received the resulting occupancy event.",
+        END,
+    ]
+    return "\n".join(lines)
+
+
+def write_doc(section: str) -> None:
+    text = PERF_DOC.read_text() if PERF_DOC.exists() else "# Performance\n"
+    if START in text and END in text:
+        text = text[: text.index(START)] + section + text[text.index(END) + len(END):]
+    else:
+        text = text.rstrip() + "\n\n## HTTP benchmark\n\n" + section + "\n"
+    PERF_DOC.write_text(text)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--duration", type=int, default=10, help="seconds per scenario")
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--no-write", action="store_true", help="print the table only")
+    arguments = parser.parse_args()
+    result = asyncio.run(main(arguments))
+    table = report(result)
+    print(table)
+    if not arguments.no_write:
+        write_doc(table)
+        print(f"written to {PERF_DOC}")
