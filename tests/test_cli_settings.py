@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import PG_ADMIN_URL, REDIS_URL, SECRET, _admin_execute, _pg_url, _skipped
+from conftest import PG_ADMIN_URL, REDIS_URL, SECRET, _admin_execute, _pg_url, _skipped
 from tourapi.settings import Settings, SettingsError
 
 

@@ -28,7 +28,7 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from tests.conftest import (
+from conftest import (
     REDIS_URL,
     SECRET,
     _admin_execute,
@@ -40,7 +40,7 @@ from tests.conftest import (
     settings_env,
     token_for,
 )
-from tests.test_sessions import CENTRE, LION, ping
+from test_sessions import CENTRE, LION, ping
 from tourapi.app import create_app
 from tourapi.db.models import Checkin
 from tourapi.runtime import Runtime

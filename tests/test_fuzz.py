@@ -14,7 +14,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.conftest import SECRET
+from conftest import SECRET
 from tourapi.bootstrap import demo_password
 
 FUZZ_SECONDS = os.environ.get("TOURAPI_FUZZ_SECONDS", "120")

@@ -6,7 +6,7 @@ import json
 
 import httpx
 
-from tests.test_sessions import CENTRE, LION, away, ping, send, start
+from test_sessions import CENTRE, LION, away, ping, send, start
 
 
 async def enter_lion(client, n: int) -> list[tuple[str, dict]]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import uuid
 
-from tests.test_sessions import CENTRE, ping, start
+from test_sessions import CENTRE, ping, start
 from tourapi.web.ratelimit import LIMITS, PINGS_PER_MIN
 
 
@@ -50,7 +50,7 @@ async def test_failed_logins_are_limited_per_user(client) -> None:
 
 
 async def test_successful_logins_do_not_use_up_the_limit(client, auth) -> None:
-    from tests.conftest import SECRET
+    from conftest import SECRET
     from tourapi.bootstrap import demo_password
 
     for _ in range(15):

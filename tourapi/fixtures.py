@@ -10,8 +10,10 @@ from typing import Any
 import msgspec
 
 from tourapi.domain.anchors.loader import load_anchors
+from tourapi.domain.checkpoints.loader import load_checkpoints
 from tourapi.domain.pois.schemas import PoiWrite
 from tourapi.domain.pois.services import PoiService
+from tourapi.domain.routes.loader import load_media, load_routes
 from tourapi.errors import ApiError
 from tourapi.geo.geometry import GeometryError
 from tourapi.runtime import Runtime
@@ -42,7 +44,10 @@ async def load_pois(runtime: Runtime, path: Path) -> tuple[int, int]:
 
 # File name -> loader, in dependency order. Later features append their own files.
 LOADERS: list[tuple[str, Loader]] = [("pois.geojson", load_pois)]
+LOADERS += [("media", load_media), ("assets", load_media), ("routes.json", load_routes)]
+# Anchors reference assets/ files in the media store and may link to route stops: after both.
 LOADERS.append(("anchors.json", load_anchors))
+LOADERS.append(("checkpoints.json", load_checkpoints))
 
 
 async def load_fixtures(runtime: Runtime, folder: Path) -> dict[str, tuple[int, int]]:

@@ -20,6 +20,6 @@ class MediaFile(Base):
     content_type: Mapped[str] = mapped_column(String(100))
     bytes: Mapped[int] = mapped_column(BigInteger)
     # Deferred: listing or referencing files never loads their content.
-    data: Mapped[_Bytes] = deferred(mapped_column(LargeBinary))
+    data: Mapped[_Bytes] = deferred(mapped_column(LargeBinary, nullable=False))
     filename: Mapped[str | None] = mapped_column(String(255), default=None)
     created_at: Mapped[datetime] = mapped_column(DateTimeUTC(timezone=True), default=utcnow)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar
 
 from litestar import Controller, Request, Response, get, post
 from litestar.params import FromPath, HeaderParameter, QueryParameter
@@ -19,10 +19,17 @@ IfNoneMatch = Annotated[str | None, HeaderParameter(name="If-None-Match", requir
 
 class MediaController(Controller):
     path = "/media"
-    tags = ["Media"]
+    tags: ClassVar[list[str]] = ["Media"]
 
-    @get("/{sha256:str}", **access(Policy.PUBLIC), summary="A stored file, by its SHA-256 (immutable)")
-    async def get_media(self, runtime: Dep[Runtime], sha256: FromPath[str], if_none_match: IfNoneMatch = None) -> Response[bytes]:
+    @get(
+        "/{sha256:str}",
+        **access(Policy.PUBLIC),
+        media_type="*/*",  # each file is served with its own stored content type
+        summary="A stored file, by its SHA-256 (immutable)",
+    )
+    async def get_media(
+        self, runtime: Dep[Runtime], sha256: FromPath[str], if_none_match: IfNoneMatch = None
+    ) -> Response[bytes]:
         etag = f'"{sha256}"'
         if SHA256_RE.match(sha256) and matches(if_none_match, etag):
             # Content-addressed: whoever holds this tag holds these exact bytes.
@@ -33,7 +40,7 @@ class MediaController(Controller):
 
 class MediaUploadController(Controller):
     path = "/v1/media"
-    tags = ["Media"]
+    tags: ClassVar[list[str]] = ["Media"]
 
     @post(
         "/",
@@ -44,10 +51,14 @@ class MediaUploadController(Controller):
         self,
         request: Request[Any, Any, Any],
         runtime: Dep[Runtime],
-        filename: Annotated[str | None, QueryParameter(max_length=255, description="original file name")] = None,
+        filename: Annotated[
+            str | None, QueryParameter(max_length=255, description="original file name")
+        ] = None,
     ) -> Response[dict[str, Any]]:
         data = await request.body()
-        ref, created = await MediaService(runtime).upload(data, request.headers.get("content-type", ""), filename)
+        ref, created = await MediaService(runtime).upload(
+            data, request.headers.get("content-type", ""), filename
+        )
         return Response(
             ref, status_code=201 if created else 200, headers={"Location": ref["url"], **PRIVATE_NO_STORE}
         )

@@ -156,7 +156,9 @@ class MediaService:
         cache.put(blob)
         return blob
 
-    async def upload(self, data: bytes, content_type: str, filename: str | None) -> tuple[dict[str, Any], bool]:
+    async def upload(
+        self, data: bytes, content_type: str, filename: str | None
+    ) -> tuple[dict[str, Any], bool]:
         async with self.runtime.sessionmaker() as session:
             row, created = await store(session, data, content_type, filename)
             ref = media_ref(row)
@@ -174,7 +176,9 @@ async def load_media_folder(runtime: Runtime, folder: Path) -> tuple[int, int]:
     changed = 0
     async with runtime.sessionmaker() as session:
         for path in files:
-            _, created = await store(session, path.read_bytes(), CONTENT_TYPES[path.suffix.lower()], path.name)
+            _, created = await store(
+                session, path.read_bytes(), CONTENT_TYPES[path.suffix.lower()], path.name
+            )
             changed += created
         await session.commit()
     return len(files), changed

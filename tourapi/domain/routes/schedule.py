@@ -37,6 +37,7 @@ Rules
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -62,7 +63,7 @@ DEFAULT_START = time(19, 0)  # when the route has no start window that night and
 def travel_seconds(mode: str, distance_m: float, pace: str = "normal", fixed_s: float | None = None) -> int:
     """Seconds to cover ``distance_m`` by ``mode``; a fixed duration wins. Whole seconds, half up."""
     if fixed_s is not None:
-        return int(math.floor(fixed_s + 0.5))
+        return math.floor(fixed_s + 0.5)
     if mode == "walk":
         kmh = PACE_KMH[pace]
     elif mode == "boat":
@@ -71,14 +72,12 @@ def travel_seconds(mode: str, distance_m: float, pace: str = "normal", fixed_s: 
         kmh = SHUTTLE_KMH
     else:
         raise ValueError(f"unknown mode {mode!r}")
-    return int(math.floor(distance_m * 3.6 / kmh + 0.5))
+    return math.floor(distance_m * 3.6 / kmh + 0.5)
 
 
 def path_length_m(coords: Sequence[Sequence[float]]) -> float:
     """Length of a lon/lat polyline on the sphere (the same model as every other distance here)."""
-    return sum(
-        haversine_m(a[0], a[1], b[0], b[1]) for a, b in zip(coords[:-1], coords[1:], strict=True)
-    )
+    return sum(haversine_m(a[0], a[1], b[0], b[1]) for a, b in itertools.pairwise(coords))
 
 
 def parse_hhmm(value: str) -> tuple[int, int]:
@@ -322,35 +321,35 @@ def _occurrences(stop: StopSpec, kind: str, night: date) -> list[Occurrence]:
 
 
 def _catch(
-    options: list[Occurrence], ready: datetime, route_start: datetime, index: int, stop: StopSpec
+    options: list[Occurrence],
+    ready: datetime,
+    planned: Occurrence | None,
+    index: int,
+    stop: StopSpec,
 ) -> tuple[Occurrence | None, list[Notice]]:
-    """The first occurrence at or after ``ready``, and a warning if the planned one was missed."""
+    """The first occurrence at or after ``ready``; a warning if none is left or the planned one is missed."""
     nxt = next((o for o in options if o.start >= ready), None)
-    missed = [o for o in options if route_start <= o.start < ready]
-    notices: list[Notice] = []
     what = "boat" if options and options[0].kind == "boat" else "event"
     if nxt is None:
-        last = options[-1] if options else None
-        when = f"; the last one was at {_hm(last.start)}" if last else ""
-        notices.append(
+        last = options[-1]
+        return None, [
             Notice(
                 "no_event_left",
-                f"no {what} left at {stop.name} after {_hm(ready)} tonight{when}",
+                f"no {what} left at {stop.name} after {_hm(ready)} tonight; the last was at {_hm(last.start)}",
                 stop=index,
             )
-        )
-    elif missed:
-        gone = missed[-1]
-        late = math.ceil((ready - gone.start).total_seconds() / 60)
-        notices.append(
+        ]
+    if planned is not None and planned.start < ready:
+        late = math.ceil((ready - planned.start).total_seconds() / 60)
+        return nxt, [
             Notice(
                 "event_missed",
-                f"missed the {_hm(gone.start)} {gone.name} at {stop.name} by {late} min; "
+                f"misses the planned {_hm(planned.start)} {planned.name} at {stop.name} by {late} min; "
                 f"taking the {_hm(nxt.start)} one",
                 stop=index,
             )
-        )
-    return nxt, notices
+        ]
+    return nxt, []
 
 
 def _opening_notices(stop: StopSpec, index: int, enter: datetime, leave: datetime) -> list[Notice]:
@@ -361,9 +360,7 @@ def _opening_notices(stop: StopSpec, index: int, enter: datetime, leave: datetim
         change = hours.next_change(enter, horizon=timedelta(hours=18))
         reopens = f"; it opens at {_hm(change)}" if change else ""
         return [
-            Notice(
-                "poi_closed_at_arrival", f"{stop.name} is closed at {_hm(enter)}{reopens}", stop=index
-            )
+            Notice("poi_closed_at_arrival", f"{stop.name} is closed at {_hm(enter)}{reopens}", stop=index)
         ]
     if leave > enter:
         for span in hours.intervals(enter, leave):
@@ -378,62 +375,50 @@ def _opening_notices(stop: StopSpec, index: int, enter: datetime, leave: datetim
     return []
 
 
-def build_itinerary(
-    *,
+@dataclass(slots=True)
+class _Run:
+    stops: list[TimedStop]
+    legs: list[TimedLeg]
+    warnings: list[Notice]
+    complete: bool
+
+
+def _run(
     night: date,
     stops: Sequence[StopSpec],
     legs: Sequence[LegSpec],
-    pace: str = "normal",
-    start: datetime | None = None,
-    route_schedule: str | None = None,
-) -> Itinerary:
-    """Time every stop and leg of one night. ``start`` None: the first start window's opening."""
-    if len(legs) != max(len(stops) - 1, 0):
-        raise ValueError("a route needs exactly one leg between consecutive stops")
-    if pace not in PACE_KMH:
-        raise ValueError(f"unknown pace {pace!r}")
-    windows = start_windows(route_schedule, night)
-    warnings: list[Notice] = []
-    if route_schedule is not None and not windows:
-        warnings.append(
-            Notice("route_not_running", f"the route does not run on the night of {night.isoformat()}")
-        )
-    if start is None:
-        start = windows[0][0] if windows else datetime.combine(night, DEFAULT_START, TZ)
-    elif windows and not any(a <= start < b for a, b in windows):
-        spans = ", ".join(f"{_hm(a)}-{_hm(b)}" for a, b in windows)
-        warnings.append(
-            Notice("start_outside_window", f"{_hm(start)} is outside tonight's start windows ({spans})")
-        )
-    start = start.astimezone(TZ)
-
+    pace: str,
+    start: datetime,
+    plan: list[Occurrence | None] | None,
+) -> _Run:
+    """One pass over the stops. ``plan``: the occurrence the planned itinerary catches at each stop."""
     timed_stops: list[TimedStop] = []
     timed_legs: list[TimedLeg] = []
+    warnings: list[Notice] = []
     complete = True
     arrival = start
     for i, stop in enumerate(stops):
         dwell = timedelta(minutes=stop.dwell_minutes)
-        boat_next = i < len(legs) and legs[i].mode == "boat"
+        planned = plan[i] if plan is not None else None
         shows = _occurrences(stop, "performance", night)
         caught: Occurrence | None = None
         notes: list[Notice] = []
-        if boat_next:
+        if i < len(legs) and legs[i].mode == "boat":
             departures = _occurrences(stop, "boat", night)
             if departures:
-                caught, notes = _catch(departures, arrival + dwell, start, i, stop)
+                caught, notes = _catch(departures, arrival + dwell, planned, i, stop)
                 complete = complete and caught is not None
             departure = caught.start if caught else arrival + dwell
             visit_start = departure - dwell
             enter = arrival
         else:
             if shows:
-                caught, notes = _catch(shows, arrival, start, i, stop)
+                caught, notes = _catch(shows, arrival, planned, i, stop)
             visit_start = caught.start if caught else arrival
             departure = max(visit_start + dwell, caught.end if caught else visit_start)
             enter = visit_start
         warnings.extend(notes)
         warnings.extend(_opening_notices(stop, i, enter, departure))
-        also_on = [o for o in shows if visit_start <= o.start < departure and o is not caught]
         timed_stops.append(
             TimedStop(
                 index=i,
@@ -447,7 +432,7 @@ def build_itinerary(
                 dwell_s=int(dwell.total_seconds()),
                 wait_s=int((visit_start - arrival).total_seconds()),
                 event=caught,
-                also_on=also_on,
+                also_on=[o for o in shows if visit_start <= o.start < departure and o is not caught],
             )
         )
         if i < len(legs):
@@ -469,5 +454,54 @@ def build_itinerary(
                     arrival=arrival,
                 )
             )
-    end = timed_stops[-1].departure if timed_stops else start
-    return Itinerary(night, pace, start, end, windows, timed_stops, timed_legs, warnings, complete)
+    return _Run(timed_stops, timed_legs, warnings, complete)
+
+
+def planned_start(windows: list[tuple[datetime, datetime]], night: date) -> datetime:
+    return windows[0][0] if windows else datetime.combine(night, DEFAULT_START, TZ)
+
+
+def build_itinerary(
+    *,
+    night: date,
+    stops: Sequence[StopSpec],
+    legs: Sequence[LegSpec],
+    pace: str = "normal",
+    start: datetime | None = None,
+    route_schedule: str | None = None,
+) -> Itinerary:
+    """Time every stop and leg of one night.
+
+    ``start`` None: the opening of the night's first start window (19:00 if none). The *plan* is
+    the itinerary at the normal pace from that opening; ``event_missed`` means this itinerary
+    reaches a stop after the event or boat the plan catches there.
+    """
+    if len(legs) != max(len(stops) - 1, 0):
+        raise ValueError("a route needs exactly one leg between consecutive stops")
+    if pace not in PACE_KMH:
+        raise ValueError(f"unknown pace {pace!r}")
+    windows = start_windows(route_schedule, night)
+    warnings: list[Notice] = []
+    if route_schedule is not None and not windows:
+        warnings.append(
+            Notice("route_not_running", f"the route does not run on the night of {night.isoformat()}")
+        )
+    plan_start = planned_start(windows, night)
+    if start is None:
+        start = plan_start
+    elif windows and not any(a <= start < b for a, b in windows):
+        spans = ", ".join(f"{_hm(a)}-{_hm(b)}" for a, b in windows)
+        warnings.append(
+            Notice("start_outside_window", f"{_hm(start)} is outside tonight's start windows ({spans})")
+        )
+    start = start.astimezone(TZ)
+    plan = _run(night, stops, legs, "normal", plan_start, None)
+    run = (
+        plan
+        if (start == plan_start and pace == "normal")
+        else _run(night, stops, legs, pace, start, [s.event for s in plan.stops])
+    )
+    end = run.stops[-1].departure if run.stops else start
+    return Itinerary(
+        night, pace, start, end, windows, run.stops, run.legs, warnings + run.warnings, run.complete
+    )
