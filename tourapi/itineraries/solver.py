@@ -13,6 +13,11 @@ Model
   waiting) and no later than ``close``; the visit then lasts ``service``.
 * The goal is to maximise the summed ``score`` of the visited nodes; every node
   in ``must_include`` has to be visited (otherwise :class:`InfeasibleError`).
+* Mutually exclusive groups (optional): nodes that share a ``Node.group`` are
+  alternatives -- at most one of them is visited (the same venue in two
+  opening intervals, the occurrences of one show, the departures of one boat
+  line).  Exactly one node of every group in ``Instance.required_groups`` has
+  to be visited.  Instances without groups are solved exactly as before.
 * All times are plain floats in one unit of your choosing (minutes, seconds...),
   the same unit for travel, service, windows and start/end time.
 
@@ -34,7 +39,9 @@ Determinism: :func:`solve` stops PyVRP after a fixed number of iterations
 instance and seed give the same route on any machine; ``time_limit`` is only
 a safety cap.  If the cap fires first the route depends on machine speed and
 load -- ``Solution.stopped_by`` then reads ``"time"`` instead of
-``"iterations"``.  Pick ``max_iterations`` so that it fits the time limit with
+``"iterations"``; if it fires before any feasible route was found,
+:class:`SolverTimeout` is raised (nothing was proven infeasible).  Pick
+``max_iterations`` so that it fits the time limit with
 room to spare (about 0.4-0.5 ms per iteration for 60-100 candidates here, so
 250 iterations for a ~150 ms budget).
 """
@@ -57,6 +64,7 @@ __all__ = [
     "Instance",
     "Node",
     "Solution",
+    "SolverTimeout",
     "Visit",
     "check_feasible",
     "default_iterations",
@@ -84,6 +92,7 @@ class Node:
     service: float  # visit duration, same unit as travel times
     open: float  # earliest service start
     close: float  # latest service start
+    group: str | None = None  # nodes sharing a group are alternatives: at most one is visited
 
 
 @dataclass(frozen=True)
@@ -102,6 +111,7 @@ class Instance:
     start_time: float
     end_time: float  # must be back at the end place by this time
     must_include: frozenset[str] = frozenset()
+    required_groups: frozenset[str] = frozenset()  # exactly one node of each is visited
 
     def __post_init__(self) -> None:
         nodes = tuple(self.nodes)
@@ -128,6 +138,17 @@ class Instance:
         unknown = sorted(set(self.must_include) - set(ids))
         if unknown:
             raise ValueError(f"must_include names unknown node ids: {unknown}")
+        object.__setattr__(self, "required_groups", frozenset(self.required_groups))
+        groups = {nd.group for nd in nodes if nd.group is not None}
+        unknown = sorted(set(self.required_groups) - groups)
+        if unknown:
+            raise ValueError(f"required_groups names groups without nodes: {unknown}")
+        grouped_must = sorted(nd.id for nd in nodes if nd.id in self.must_include and nd.group is not None)
+        if grouped_must:
+            raise ValueError(
+                f"must-include nodes {grouped_must} belong to a group: require the group "
+                "(required_groups) or take the node out of its group"
+            )
         for nd in nodes:
             for name in ("score", "service", "open", "close"):
                 if not math.isfinite(getattr(nd, name)):
@@ -142,6 +163,14 @@ class Instance:
     @property
     def n(self) -> int:
         return len(self.nodes)
+
+    def group_members(self) -> dict[str, list[int]]:
+        """Group name -> matrix indices (1..n) of its nodes, in node order."""
+        members: dict[str, list[int]] = {}
+        for k, nd in enumerate(self.nodes, start=1):
+            if nd.group is not None:
+                members.setdefault(nd.group, []).append(k)
+        return members
 
 
 @dataclass(frozen=True)
@@ -178,6 +207,10 @@ class InfeasibleError(ValueError):
         self.nodes = tuple(nodes)
 
 
+class SolverTimeout(RuntimeError):
+    """The time limit fired before the solver had any feasible route (nothing was proven infeasible)."""
+
+
 # --------------------------------------------------------------------------
 # Scheduling and the independent feasibility checker
 # --------------------------------------------------------------------------
@@ -186,7 +219,8 @@ class InfeasibleError(ValueError):
 def schedule_route(instance: Instance, node_ids: Sequence[str]) -> Solution | None:
     """Earliest-start schedule of a visit order; ``None`` if the order is infeasible.
 
-    Does not check must-include nodes (use :func:`check_feasible` for that).
+    Does not check must-include nodes or required groups (use :func:`check_feasible`
+    for that); two nodes of one group make the order infeasible.
     """
     index = {nd.id: k + 1 for k, nd in enumerate(instance.nodes)}
     T = instance.travel
@@ -196,12 +230,17 @@ def schedule_route(instance: Instance, node_ids: Sequence[str]) -> Solution | No
     total_travel = 0.0
     score = 0.0
     seen: set[str] = set()
+    groups_seen: set[str] = set()
     for nid in node_ids:
         if nid in seen or nid not in index:
             return None
         seen.add(nid)
         k = index[nid]
         nd = instance.nodes[k - 1]
+        if nd.group is not None:
+            if nd.group in groups_seen:
+                return None
+            groups_seen.add(nd.group)
         arrival = t + T[prev, k]
         total_travel += T[prev, k]
         start = max(arrival, nd.open)
@@ -231,6 +270,7 @@ def check_feasible(instance: Instance, solution: Solution) -> list[str]:
     end_idx = len(instance.nodes) + 1
     prev_idx, prev_dep, prev_name = 0, float(instance.start_time), "start"
     seen: set[str] = set()
+    in_group: dict[str, str] = {}
     total = 0.0
     for pos, v in enumerate(solution.visits):
         if v.node_id not in by_id:
@@ -240,6 +280,13 @@ def check_feasible(instance: Instance, solution: Solution) -> list[str]:
             problems.append(f"visit {pos}: node {v.node_id!r} visited twice")
         seen.add(v.node_id)
         k, nd = by_id[v.node_id]
+        if nd.group is not None:
+            if nd.group in in_group and in_group[nd.group] != v.node_id:
+                problems.append(
+                    f"{v.node_id}: group {nd.group!r} is visited twice "
+                    f"(also by {in_group[nd.group]!r}); its nodes are alternatives"
+                )
+            in_group.setdefault(nd.group, v.node_id)
         earliest_arrival = prev_dep + T[prev_idx, k]
         if v.arrival < earliest_arrival - tol:
             problems.append(
@@ -271,6 +318,9 @@ def check_feasible(instance: Instance, solution: Solution) -> list[str]:
     missing = sorted(set(instance.must_include) - seen)
     if missing:
         problems.append(f"must-include nodes not visited: {missing}")
+    missing = sorted(set(instance.required_groups) - set(in_group))
+    if missing:
+        problems.append(f"required groups not visited: {missing}")
     if abs(total - solution.score) > 1e-6 * max(1.0, abs(total)):
         problems.append(f"reported score {solution.score:g} != sum of visited scores {total:g}")
     return problems
@@ -415,71 +465,104 @@ def _prepare(inst: Instance) -> _Prep:
 def _check_must_include(inst: Instance) -> None:
     """Raise InfeasibleError when the must-include nodes provably cannot all fit.
 
-    Works on the float instance.  Exact for up to 12 must-include nodes (dynamic
-    programme over subsets keeping the earliest finish time, exact because
-    waiting is allowed); for more, only single-node checks, and the solver's
-    result decides.
+    Works on the float instance.  A required group counts as one item with its
+    nodes as alternatives.  Exact for up to 12 items (dynamic programme over
+    subsets of items keeping, per last node, the earliest finish time; exact
+    because waiting is allowed); for more, only single-item checks, and the
+    solver's result decides.
     """
     must = [k for k in range(1, inst.n + 1) if inst.nodes[k - 1].id in inst.must_include]
-    if not must:
+    members = inst.group_members()
+    items: list[tuple[str, list[int]]] = [(inst.nodes[k - 1].id, [k]) for k in must]
+    items += [(g, members[g]) for g in sorted(inst.required_groups)]
+    if not items:
         return
     T = inst.travel
     nodes = inst.nodes
     end = inst.n + 1
-    for k in must:
-        nd = nodes[k - 1]
-        arr = inst.start_time + T[0, k]
-        st = max(arr, nd.open)
-        if st > nd.close + EPS:
+    for name, alternatives in items:
+        reasons = []
+        for k in alternatives:
+            nd = nodes[k - 1]
+            arr = inst.start_time + T[0, k]
+            st = max(arr, nd.open)
+            if st > nd.close + EPS:
+                reasons.append(f"it closes at {nd.close:g} but the earliest possible service start is {st:g}")
+            elif st + nd.service + T[k, end] > inst.end_time + EPS:
+                reasons.append(
+                    f"even visiting it alone, the route is back at the end place at "
+                    f"{st + nd.service + T[k, end]:g}, after {inst.end_time:g}"
+                )
+            else:
+                break
+        else:
+            if len(alternatives) == 1:
+                raise InfeasibleError(f"must-include node {name!r} cannot be visited: {reasons[0]}", [name])
             raise InfeasibleError(
-                f"must-include node {nd.id!r} cannot be visited: it closes at {nd.close:g} "
-                f"but the earliest possible service start is {st:g}",
-                [nd.id],
+                f"no node of the required group {name!r} can be visited: "
+                + "; ".join(f"{nodes[k - 1].id}: {why}" for k, why in zip(alternatives, reasons)),
+                [name],
             )
-        if st + nd.service + T[k, end] > inst.end_time + EPS:
-            raise InfeasibleError(
-                f"must-include node {nd.id!r} cannot be visited: even visiting it alone, the "
-                f"route is back at the end place at {st + nd.service + T[k, end]:g}, after "
-                f"{inst.end_time:g}",
-                [nd.id],
-            )
-    m = len(must)
+    m = len(items)
     if m < 2 or m > 12:
         return
-    INF = math.inf
-    best = [[INF] * m for _ in range(1 << m)]
-    for a, k in enumerate(must):
-        nd = nodes[k - 1]
-        best[1 << a][a] = max(inst.start_time + T[0, k], nd.open) + nd.service
+    # best[S]: last node -> earliest finish having visited one node of every item in S
+    best: list[dict[int, float]] = [{} for _ in range(1 << m)]
+    for a, (_, alternatives) in enumerate(items):
+        for k in alternatives:
+            nd = nodes[k - 1]
+            st = max(inst.start_time + T[0, k], nd.open)
+            if st <= nd.close + EPS:
+                best[1 << a][k] = min(best[1 << a].get(k, math.inf), st + nd.service)
     for S in range(1, 1 << m):
-        row = best[S]
-        for a in range(m):
-            t = row[a]
-            if t == INF:
-                continue
-            ka = must[a]
+        for ka, t in best[S].items():
             for b in range(m):
                 if S >> b & 1:
                     continue
-                nd = nodes[must[b] - 1]
-                st = max(t + T[ka, must[b]], nd.open)
-                if st <= nd.close + EPS and st + nd.service < best[S | (1 << b)][b]:
-                    best[S | (1 << b)][b] = st + nd.service
+                row = best[S | (1 << b)]
+                for kb in items[b][1]:
+                    nd = nodes[kb - 1]
+                    st = max(t + T[ka, kb], nd.open)
+                    if st <= nd.close + EPS and st + nd.service < row.get(kb, math.inf):
+                        row[kb] = st + nd.service
     full = (1 << m) - 1
-    if not any(best[full][a] + T[must[a], end] <= inst.end_time + EPS for a in range(m)):
-        ids = [nodes[k - 1].id for k in must]
+    if not any(t + T[k, end] <= inst.end_time + EPS for k, t in best[full].items()):
+        names = [name for name, _ in items]
         raise InfeasibleError(
-            f"the must-include nodes {ids} cannot all be visited in one route: no visiting "
+            f"the must-include nodes {names} cannot all be visited in one route: no visiting "
             f"order respects their time windows and the return by {inst.end_time:g}",
-            ids,
+            names,
         )
 
 
 def _no_route(p: _Prep) -> InfeasibleError:
-    ids = [p.inst.nodes[k - 1].id for k in p.must]
+    ids = [p.inst.nodes[k - 1].id for k in p.must] + sorted(p.inst.required_groups)
     return InfeasibleError(
         f"the solver found no feasible route that visits all must-include nodes {ids}", ids
     )
+
+
+def _candidate_groups(p: _Prep) -> tuple[list[tuple[str, list[int]]], set[int]]:
+    """Groups among the candidates.
+
+    Returns the groups with at least two candidate nodes as (name, matrix
+    indices in candidate order), and the matrix indices that are required on
+    their own: must-include nodes, and the only candidate of a required group.
+    """
+    by_group: dict[str, list[int]] = {}
+    for k in p.cand:
+        g = p.inst.nodes[k - 1].group
+        if g is not None:
+            by_group.setdefault(g, []).append(k)
+    required = set(p.must)
+    multi = []
+    for g in sorted(by_group):
+        ks = by_group[g]
+        if len(ks) >= 2:
+            multi.append((g, ks))
+        elif g in p.inst.required_groups:
+            required.add(ks[0])
+    return multi, required
 
 
 def _prize_weight(p: _Prep) -> int:
@@ -496,7 +579,8 @@ def _finish(p: _Prep, order: Sequence[int], solver: str, **meta) -> Solution:
     if sol is None:  # cannot happen thanks to the conservative integer model
         raise RuntimeError(f"{solver} returned a route that is infeasible: {ids}")
     missing = inst.must_include - set(ids)
-    if missing:
+    visited_groups = {inst.nodes[k - 1].group for k in order}
+    if missing or not inst.required_groups <= visited_groups:
         raise _no_route(p)
     return Solution(
         visits=sol.visits,
@@ -554,7 +638,8 @@ def solve_pyvrp(
 
     One vehicle from the start depot to the end depot with shift window
     [0, end_time - start_time]; each candidate is an optional client
-    (``required=False``, must-include ones ``required=True``) with service
+    (``required=False``, must-include ones ``required=True``; a group of
+    alternatives is a mutually exclusive ``ClientGroup``) with service
     duration and a time window on the service start; prize = score x weight,
     plus travel as distance cost, so the objective is "maximise score, then
     minimise travel".  Stops after ``max_iterations`` ILS iterations
@@ -564,7 +649,7 @@ def solve_pyvrp(
     """
     import warnings
 
-    from pyvrp import Client, Depot, Location, ProblemData, VehicleType
+    from pyvrp import Client, ClientGroup, Depot, Location, ProblemData, VehicleType
     from pyvrp import solve as pyvrp_solve
     from pyvrp.exceptions import PenaltyBoundWarning
     from pyvrp.stop import MaxIterations, MaxRuntime, MultipleCriteria
@@ -579,7 +664,9 @@ def solve_pyvrp(
     weight = _prize_weight(p)
     locs = [0, n + 1] + cand  # pyvrp location index -> matrix index
     M = np.ascontiguousarray(p.T[np.ix_(locs, locs)], dtype=np.int64)
-    must = set(p.must)
+    multi, must = _candidate_groups(p)
+    position = {k: a for a, k in enumerate(cand)}  # matrix index -> PyVRP client index
+    group_of = {k: gi for gi, (_, ks) in enumerate(multi) for k in ks}
     data = ProblemData(
         locations=[Location(0.0, 0.0) for _ in locs],
         clients=[
@@ -590,8 +677,12 @@ def solve_pyvrp(
                 tw_late=int(p.close[k]),
                 prize=int(p.units[k]) * weight,
                 required=k in must,
+                group=group_of.get(k),
             )
             for a, k in enumerate(cand)
+        ],
+        groups=[
+            ClientGroup([position[k] for k in ks], required=g in instance.required_groups) for g, ks in multi
         ],
         depots=[Depot(0, tw_early=0, tw_late=p.horizon), Depot(1, tw_early=0, tw_late=p.horizon)],
         vehicle_types=[
@@ -625,10 +716,15 @@ def solve_pyvrp(
             params=params if params is not None else _pyvrp_params(p),
         )
     best = res.best
+    done = max_iterations is not None and res.num_iterations >= max_iterations
     if not best.is_feasible():
+        if not done:
+            raise SolverTimeout(
+                f"no feasible route after {res.num_iterations} iterations, when the "
+                f"{time_limit:g} s time limit fired"
+            )
         raise _no_route(p)
     order = [cand[act.idx] for route in best.routes() for act in route if act.is_client()]
-    done = max_iterations is not None and res.num_iterations >= max_iterations
     return _finish(
         p,
         order,
@@ -657,8 +753,8 @@ def solve_ortools(
     """Solve with OR-Tools routing.
 
     Nodes 0 (start) and n+1 (end); each optional node sits in its own
-    disjunction whose drop penalty is score x weight; arc cost = travel (tie
-    break); a "time" dimension with transit = travel + service at the origin,
+    disjunction whose drop penalty is score x weight (a group of alternatives
+    shares one disjunction); arc cost = travel (tie break); a "time" dimension with transit = travel + service at the origin,
     slack up to the horizon (waiting), cumul = service start restricted to the
     window, end cumul <= horizon.  Tabu search beat guided local search,
     simulated annealing and greedy descent here.  Stops at ``time_limit``;
@@ -681,19 +777,36 @@ def solve_ortools(
     transit = (T + p.service[locs][:, None]).tolist()
     weight = _prize_weight(p)
 
+    multi, must = _candidate_groups(p)
+    # A group is one disjunction (at most one node; penalty = the group's best
+    # prize).  A member with a smaller prize pays the difference as a cost on
+    # every arc into it, so the objective still maximises the score collected.
+    cost = T.copy()
+    grouped: set[int] = set()
+    for _, ks in multi:
+        top = max(int(p.units[k]) for k in ks)
+        for k in ks:
+            cost[:, locs.index(k)] += (top - int(p.units[k])) * weight
+        grouped.update(ks)
+
     manager = pywrapcp.RoutingIndexManager(size, 1, [0], [size - 1])
     routing = pywrapcp.RoutingModel(manager)
     time_cb = routing.RegisterTransitMatrix(transit)
-    routing.SetArcCostEvaluatorOfAllVehicles(routing.RegisterTransitMatrix(T.tolist()))
+    routing.SetArcCostEvaluatorOfAllVehicles(routing.RegisterTransitMatrix(cost.tolist()))
     routing.AddDimension(time_cb, p.horizon, p.horizon, True, "time")
     tdim = routing.GetDimensionOrDie("time")
-    must = set(p.must)
     for a in range(1, size - 1):
         k = locs[a]
         idx = manager.NodeToIndex(a)
         tdim.CumulVar(idx).SetRange(int(p.open[k]), int(p.close[k]))
-        if k not in must:
+        if k not in must and k not in grouped:
             routing.AddDisjunction([idx], int(p.units[k]) * weight)
+    for g, ks in multi:
+        indices = [manager.NodeToIndex(locs.index(k)) for k in ks]
+        if g in instance.required_groups:
+            routing.AddDisjunction(indices)  # no penalty: exactly one of them
+        else:
+            routing.AddDisjunction(indices, max(int(p.units[k]) for k in ks) * weight, 1)
     tdim.CumulVar(routing.End(0)).SetMax(p.horizon)
     sp = pywrapcp.DefaultRoutingSearchParameters()
     sp.first_solution_strategy = getattr(routing_enums_pb2.FirstSolutionStrategy, first_solution)
