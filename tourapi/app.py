@@ -33,10 +33,11 @@ from tourapi.domain.checkpoints.controllers import (
 )
 from tourapi.domain.geofences.controllers import GeofenceController
 from tourapi.domain.health.controllers import healthz, readyz
+from tourapi.domain.itineraries.controllers import ItineraryController
 from tourapi.domain.live.controllers import LiveController
 from tourapi.domain.media.controllers import MediaController, MediaUploadController
-from tourapi.domain.ops.controllers import OpsController
 from tourapi.domain.ogc.controllers import OgcController
+from tourapi.domain.ops.controllers import OpsController
 from tourapi.domain.pois.controllers import PoiController
 from tourapi.domain.routes.controllers import RouteController, RouteManageController
 from tourapi.domain.sessions.controllers import CrowdController, PrivacyController, SessionController
@@ -72,9 +73,10 @@ ROUTE_HANDLERS: list[Any] = [
     PosterLandingController,
     LiveController,
     OpsController,
+    ItineraryController,
 ]
-# Streams must not be buffered or compressed.
-UNCOMPRESSED_PATHS = ["/v1/live/stream"]
+# Streams must not be buffered or compressed; route bundles come pre-compressed from their handler.
+UNCOMPRESSED_PATHS = ["/v1/live/stream", r"^/v1/routes/[^/]+/bundle$"]
 
 
 def create_app(settings: Settings, runtime: Runtime | None = None) -> Litestar:

@@ -1,6 +1,8 @@
 """Structured logs: JSON in production, readable in development, a request id on every line.
 
-Query strings and bodies are never logged: they can hold positions and tokens.
+Query strings and bodies are never logged: they can hold positions and tokens. As a second line of
+defence every rendered line passes ``redact_secrets``: bearer tokens, JWTs and the bound parameters
+that SQLAlchemy puts into its exception messages (which may hold positions) are masked.
 """
 
 from __future__ import annotations
@@ -18,6 +20,12 @@ from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from tourapi.settings import Settings
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{6,64}$")
+_SECRETS = (
+    # SQLAlchemy appends "[parameters: (...)]" (one line) to statement errors: bound values, e.g. positions.
+    (re.compile(r"\[parameters: [^\n]*"), "[parameters: <redacted>]"),
+    (re.compile(r"(?i)\bbearer\s+[A-Za-z0-9._~+/=-]+"), "Bearer <redacted>"),
+    (re.compile(r"\beyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*"), "<jwt redacted>"),
+)
 access_log = structlog.get_logger("tourapi.access")
 
 
@@ -43,9 +51,8 @@ def configure_logging(settings: Settings) -> None:
         foreign_pre_chain=shared,
         processors=[
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-            structlog.processors.format_exc_info
-            if settings.json_logs
-            else structlog.processors.ExceptionPrettyPrinter(),
+            structlog.processors.format_exc_info,  # tracebacks as text (no local variables), then redacted
+            redact_secrets,
             renderer,
         ],
     )
@@ -54,8 +61,19 @@ def configure_logging(settings: Settings) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(settings.log_level)
-    for noisy in ("sqlalchemy.engine", "aiosqlite", "asyncio", "granian.access"):
+    # httpx logs whole URLs with their query strings at INFO (the demo-traffic client, outbound calls).
+    for noisy in ("sqlalchemy.engine", "aiosqlite", "asyncio", "granian.access", "httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def redact_secrets(_logger: Any, _method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+    """Mask tokens and SQL parameters in the message, the traceback and any string value."""
+    for key, value in event_dict.items():
+        if isinstance(value, str):
+            for pattern, replacement in _SECRETS:
+                value = pattern.sub(replacement, value)
+            event_dict[key] = value
+    return event_dict
 
 
 class RequestIdMiddleware:

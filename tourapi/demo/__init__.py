@@ -1,0 +1,1 @@
+"""Demo traffic for the embedded default and for trying the operators' console."""

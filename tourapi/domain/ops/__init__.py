@@ -1,0 +1,1 @@
+"""The operators' web console, served at /ops."""

@@ -1,0 +1,36 @@
+"""GET /metrics: Prometheus text format, for operators and the holder of a scrape token."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from litestar import Controller, Response, get
+
+from tourapi.observability import metrics
+from tourapi.runtime import Runtime
+from tourapi.security.policies import Policy, access
+from tourapi.web.deps import Dep
+
+
+def _scrape_access() -> dict[str, Any]:
+    kwargs = access(Policy.OPERATOR)
+    kwargs["opt"][metrics.SCRAPE_OPT] = True  # the one route a scrape token may call
+    return kwargs
+
+
+class MetricsController(Controller):
+    path = metrics.METRICS_PATH
+    tags: ClassVar[list[str]] = ["Operations"]
+
+    @get(
+        "/",
+        **_scrape_access(),
+        media_type=metrics.CONTENT_TYPE,
+        summary="Prometheus metrics (an operator's token, or a scrape token from `tourapi metrics-token`)",
+    )
+    async def scrape(self, runtime: Dep[Runtime]) -> Response[bytes]:
+        return Response(
+            await metrics.render(runtime),
+            media_type=metrics.CONTENT_TYPE,
+            headers={"Cache-Control": "no-store"},
+        )
