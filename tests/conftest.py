@@ -253,7 +253,10 @@ async def server_url(app: Any) -> AsyncIterator[str]:
     """The same app behind a real HTTP server in this event loop (for streaming responses)."""
     import uvicorn
 
-    config = uvicorn.Config(app, host="127.0.0.1", port=0, lifespan="off", log_level="warning")
+    # A bounded graceful shutdown: an event stream a test left open must not hang the teardown.
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=0, lifespan="off", log_level="warning", timeout_graceful_shutdown=2
+    )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     while not server.started:
@@ -263,7 +266,11 @@ async def server_url(app: Any) -> AsyncIterator[str]:
         yield f"http://127.0.0.1:{port}"
     finally:
         server.should_exit = True
-        await task
+        try:
+            await asyncio.wait_for(task, timeout=10)
+        except TimeoutError:
+            server.force_exit = True
+            raise
 
 
 async def token_for(client: httpx.AsyncClient, username: str) -> str:

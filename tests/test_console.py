@@ -9,6 +9,7 @@ Runs on both backends. Without /usr/bin/chromium the tests are skipped (an error
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 from collections.abc import AsyncIterator
@@ -36,11 +37,21 @@ LION_EN = FIXTURE[LION]["properties"]["name"]["en"]
 LION_ZH = FIXTURE[LION]["properties"]["name"]["zh-Hans"]
 
 
+TILES = "https://{s}.tiles.example.org/night/{z}/{x}/{y}.png"
+PNG_1PX = bytes.fromhex("89504e470d0a1a0a0000000d49484452000000010000000108060000001f15c489"
+                        "0000000d49444154789c6360f8cf00000301010018dd8db40000000049454e44ae426082")
+
+
 @pytest.fixture
-def settings(settings):
+def tile_url() -> str | None:
+    return None  # a test may parametrize it
+
+
+@pytest.fixture
+def settings(settings, tile_url):
     # Sessions cannot start between 06:00 + session_grace_after_night_h and noon (Asia/Shanghai): the
     # night is over and the next has not begun (reported to the lead). These tests must pass at any hour.
-    return settings.model_copy(update={"session_grace_after_night_h": 7})
+    return settings.model_copy(update={"session_grace_after_night_h": 7, "tile_url": tile_url})
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
@@ -57,7 +68,7 @@ async def browser() -> AsyncIterator[Browser]:
 
 
 @pytest.fixture
-async def page(browser: Browser, server_url: str) -> AsyncIterator[Page]:
+async def page(browser: Browser, server_url: str, tile_url: str | None) -> AsyncIterator[Page]:
     # Depends on server_url so that it closes first: the server waits for open event streams on shutdown.
     context = await browser.new_context(viewport={"width": 1440, "height": 900}, locale="en-GB")
     tab = await context.new_page()
@@ -65,9 +76,16 @@ async def page(browser: Browser, server_url: str) -> AsyncIterator[Page]:
     tab.on("pageerror", lambda error: problems.append(f"page error: {error}"))
     tab.on("console", lambda m: problems.append(m.text) if m.type == "error" and "Failed to load" not in m.text
            else None)
+    # Works cut off from the internet: nothing is fetched from anywhere but this server (and the tile
+    # server, when one is configured).
+    tiles = re.compile(r"^https://[abc]\.tiles\.example\.org/") if tile_url else None
+    elsewhere: list[str] = []
+    tab.on("request", lambda r: None if r.url.startswith((server_url + "/", "data:")) or (tiles and tiles.match(r.url))
+           else elsewhere.append(r.url))
     yield tab
     await context.close()
     assert problems == [], problems  # no script errors, no CSP violations
+    assert elsewhere == [], elsewhere
 
 
 async def sign_in(page: Page, server_url: str, username: str = "operator") -> None:
@@ -305,3 +323,46 @@ async def test_console_sign_in_languages_and_large_text(page, server_url) -> Non
     await page.click("#sign-out")
     await expect(page.locator("#login")).to_be_visible()
     assert await page.evaluate("sessionStorage.getItem('tourapi.ops.auth')") is None
+
+
+async def test_map_needs_no_tile_server(page, server_url) -> None:
+    await sign_in(page, server_url)
+    fences = page.locator("#map g.venue")
+    await expect(fences).to_have_count(len(FIXTURE))
+    await expect(page.locator("#map-caption")).to_have_text("Geofences · no basemap")
+    await expect(page.locator("#map .tiles image")).to_have_count(0)
+    box = await page.locator(f'#map g.venue[data-poi="{LION}"] .fence').bounding_box()
+    assert box and box["width"] > 0 and box["height"] > 0
+
+
+@pytest.mark.parametrize("tile_url", [TILES])
+async def test_a_tile_url_adds_a_basemap_under_the_geofences(page, server_url) -> None:
+    served: list[str] = []
+
+    async def tile(route) -> None:
+        served.append(route.request.url)
+        await route.fulfill(status=200, content_type="image/png", body=PNG_1PX)
+
+    await page.route("https://*.tiles.example.org/**", tile)
+    await sign_in(page, server_url)
+    await expect(page.locator("#map g.venue")).to_have_count(len(FIXTURE))
+    await expect(page.locator("#map-caption")).to_be_hidden()
+    images = page.locator("#map .tiles image")
+    await expect(images.first).to_be_attached()
+    hrefs = await images.evaluate_all("nodes => nodes.map((n) => n.getAttribute('href'))")
+    pattern = re.compile(r"^https://[abc]\.tiles\.example\.org/night/(\d+)/(\d+)/(\d+)\.png$")
+    assert hrefs and all(pattern.match(h) for h in hrefs), hrefs
+    # Web Mercator tiles around Suzhou (120.6 E, 31.3 N) at the zoom the map chose.
+    z, x, y = (int(n) for n in pattern.match(hrefs[0]).groups())
+    n = 2 ** z
+    assert abs(x / n * 360 - 180 - 120.6) < 360 / n * 8 and 10 <= z <= 17
+    lat = math.degrees(math.atan(math.sinh(math.pi * (1 - 2 * y / n))))
+    assert abs(lat - 31.3) < 2
+    for _ in range(50):
+        if served:
+            break
+        await page.wait_for_timeout(50)
+    assert served  # the browser fetched them (the CSP allowed the tile server's images)
+    # The geofences are drawn above the basemap.
+    order = await page.evaluate("[...document.querySelector('#map').children].map((n) => n.getAttribute('class'))")
+    assert order.index("tiles") < order.index("fences")

@@ -7,6 +7,7 @@ import json
 import math
 import random
 
+import httpx
 import pytest
 from click.testing import CliRunner
 from shapely.geometry import Point
@@ -16,7 +17,18 @@ from conftest import SECRET
 from tourapi.bootstrap import demo_password
 from tourapi.cli import main as cli
 from tourapi.db.models import Checkin
-from tourapi.demo.traffic import DemoConfig, Planner, build_world, gps_fix, metres, run_demo
+from tourapi.demo.traffic import (
+    Clock,
+    Demo,
+    DemoConfig,
+    Leg,
+    Plan,
+    Planner,
+    build_world,
+    gps_fix,
+    metres,
+    run_demo,
+)
 from tourapi.settings import DEFAULT_FIXTURES
 
 POIS = json.loads((DEFAULT_FIXTURES / "pois.geojson").read_text())
@@ -117,3 +129,26 @@ def test_cli_reports_an_unreachable_server() -> None:
                                       "--password", "x"])
     assert result.exit_code == 1 and "cannot reach http://127.0.0.1:9" in result.output
 
+
+
+async def test_a_burst_of_arrivals_is_paced_by_the_session_limit_not_lost() -> None:
+    """All simulated phones share one address; the server's per-address limit on new sessions answers 429
+    with Retry-After to a burst. The visitor waits as told and starts; nothing is counted as an error."""
+    answers = iter([429, 429, 201])
+    seen: list[str] = []
+
+    def server(request: httpx.Request) -> httpx.Response:
+        status = next(answers)
+        seen.append(request.url.path)
+        if status == 429:
+            return httpx.Response(429, headers={"Retry-After": "0.2"}, json={"type": "urn:tourapi:problem:rate-limited"})
+        return httpx.Response(201, json={"session_id": "0-" + "a" * 20, "token": "t"})
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(server), base_url="http://demo.test") as http:
+        demo = Demo(DemoConfig(), http, say=lambda line: None)
+        here = (120.6246, 31.3262)
+        plan = Plan(arrive=0, legs=[Leg(0, 3600, here, here, None)], route_id=None, kind="wander")
+        started = await demo.start_session(plan, Clock(speed=1), span=3600)
+    assert started == ("0-" + "a" * 20, {"Authorization": "Bearer t"})
+    assert seen == ["/v1/sessions"] * 3
+    assert demo.report.paced_starts == 2 and demo.report.errors == {} and demo.report.sessions == 1

@@ -77,6 +77,7 @@ class DemoReport:
     checkins: int = 0
     checkin_refusals: Counter[str] = field(default_factory=Counter)
     errors: Counter[str] = field(default_factory=Counter)
+    paced_starts: int = 0  # session starts the server asked to retry later (429): see start_session
     peak_inside: dict[str, int] = field(default_factory=dict)
     checkins_enabled: bool = False
 
@@ -372,14 +373,25 @@ class Demo:
 
     # -- one visitor --
 
-    async def start_session(self, plan: Plan) -> tuple[str, dict[str, str]] | None:
+    async def start_session(self, plan: Plan, clock: Clock, span: float) -> tuple[str, dict[str, str]] | None:
         body: dict[str, Any] = {"install_id": f"demo-{uuid.uuid4()}", "locale": self.rng.choice(["zh-Hans", "en"])}
         if plan.route_id and plan.route_id not in self.route_refused:
             body["route_id"] = plan.route_id
-        for _attempt in range(3):
-            response = await self.request("POST", "/v1/sessions", json=body)
+        failures = 0
+        while failures < 3 and clock.sim() < min(plan.leave, span):
+            response = await self.request("POST", "/v1/sessions", json=body, expected=(429,))
+            if response is not None and response.status_code == 429:
+                # Every simulated phone shares this machine's address, and the server limits new sessions per
+                # address (a real crowd comes from many): a burst of arrivals is paced, not lost.
+                self.report.paced_starts += 1
+                await asyncio.sleep(retry_after_s(response))
+                continue
             if response is not None and response.status_code == 422 and "route_id" in body:
-                self.route_refused.add(body.pop("route_id"))  # not running tonight: walk it anyway
+                route_id = body.pop("route_id")  # not running tonight: walk its stops anyway
+                if route_id not in self.route_refused:
+                    self.route_refused.add(route_id)
+                    self.say(f"route {route_id} does not run tonight: its walkers follow its stops without "
+                             "joining it (the console counts visitors per route only on routes that run)")
                 continue
             if response is not None and response.status_code == 201:
                 data = response.json()
@@ -390,16 +402,19 @@ class Demo:
                 return data["session_id"], headers
             if response is not None and 400 <= response.status_code < 500:
                 self.report.errors[f"sessions HTTP {response.status_code}"] += 1
+            failures += 1
             await asyncio.sleep(0.5)
         return None
 
-    async def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response | None:
+    async def request(self, method: str, path: str, expected: tuple[int, ...] = (), **kwargs: Any
+                      ) -> httpx.Response | None:
+        """The response (None after a network error); 5xx and 429 count as errors unless ``expected``."""
         try:
             response = await self.client.request(method, path, **kwargs)
         except httpx.HTTPError as exc:
             self.report.errors[type(exc).__name__] += 1
             return None
-        if response.status_code >= 500 or response.status_code == 429:
+        if (response.status_code >= 500 or response.status_code == 429) and response.status_code not in expected:
             self.report.errors[f"HTTP {response.status_code}"] += 1
         return response
 
@@ -444,7 +459,7 @@ class Demo:
 
     async def visitor(self, plan: Plan, clock: Clock, span: float) -> None:
         await clock.until(plan.arrive)
-        started = await self.start_session(plan)
+        started = await self.start_session(plan, clock, span)
         if started is None:
             return
         sid, headers = started
@@ -477,7 +492,7 @@ class Demo:
                     await self.check_in(sid, headers, self.world.venues[poi], where)
                 if time.monotonic() - last_upload >= upload_gap and batch:
                     if not await self.upload_batch(sid, headers, batch):
-                        started = await self.start_session(plan)
+                        started = await self.start_session(plan, clock, span)
                         if started is None:
                             return
                         sid, headers = started
@@ -545,10 +560,20 @@ class Demo:
             f"{self.world.venues[poi].name} {n}/{self.world.venues[poi].capacity}" for n, poi in busiest
         ) or "-"
         r = self.report
-        errors = f" · errors: {', '.join(f'{k} x{n}' for k, n in r.errors.most_common())}" if r.errors else ""
+        notes = f" · session starts paced by the server's per-address limit: {r.paced_starts}" if r.paced_starts else ""
+        if r.errors:
+            notes += f" · errors: {', '.join(f'{k} x{n}' for k, n in r.errors.most_common())}"
         self.say(f"[{clock_text(min(clock.sim(), span), span)}] visitors out {self.active:>4} · sessions {r.sessions}"
                  f" · pings {r.pings_accepted} accepted, {r.pings_rejected} rejected · check-ins {r.checkins}"
-                 f" · busiest: {top}{errors}")
+                 f" · busiest: {top}{notes}")
+
+
+def retry_after_s(response: httpx.Response) -> float:
+    """The server's Retry-After (seconds), within reason; 1 s if it gave none."""
+    try:
+        return min(30.0, max(0.2, float(response.headers.get("Retry-After", "1"))))
+    except ValueError:
+        return 1.0
 
 
 def clock_text(sim_t: float, span: float) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from litestar import Controller, Request, Response, get, post
 from litestar.params import FromPath, HeaderParameter, QueryParameter
@@ -22,7 +22,7 @@ from tourapi.web.deps import Dep
 
 class LiveController(Controller):
     path = "/v1/live"
-    tags = ["Operators' live view"]
+    tags: ClassVar[list[str]] = ["Operators' live view"]
 
     @get("/summary", **access(Policy.OPERATOR), summary="Active sessions and per-venue occupancy right now")
     async def summary(self, runtime: Dep[Runtime]) -> Response[dict[str, Any]]:
@@ -69,7 +69,9 @@ class LiveController(Controller):
         async def messages() -> AsyncIterator[ServerSentEventMessage]:
             async for item in services.stream(runtime, resume):
                 if "comment" in item:
-                    yield ServerSentEventMessage(comment=item["comment"])
+                    # data=None: without it the comment would carry an empty "data:" line, which
+                    # makes it an (empty) message event instead of a comment.
+                    yield ServerSentEventMessage(comment=item["comment"], data=None)
                 else:
                     data = json.dumps(item["data"], separators=(",", ":"), ensure_ascii=False)
                     yield ServerSentEventMessage(data=data, event=item["event"], id=item["id"])

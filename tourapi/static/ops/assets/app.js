@@ -292,7 +292,10 @@ function applySummary(summary) {
   renderSoon();
 }
 
+const EVENT_KINDS = new Set(['snapshot', 'occupancy', 'crowd_level', 'checkin', 'alert', 'alert_ack']);
+
 function onEvent(event) {
+  if (!EVENT_KINDS.has(event.event)) return; // an event kind this console does not know (yet)
   const data = JSON.parse(event.data);
   switch (event.event) {
     case 'snapshot':
@@ -328,7 +331,7 @@ function onEvent(event) {
       if (state.alerts.delete(data.id)) addFeed('ack', { poi: data.poi_id, who: data.acked_by || '?' });
       break;
     default:
-      return; // an event kind this console does not know yet
+      return;
   }
   state.lastData = Date.now();
   renderSoon();
