@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 import shapely
-
 from test_sessions import ping, send, start
+
 from tourapi.db.models import OccupancySnapshot
 from tourapi.geo.crs import wgs84_to_gcj02
 from tourapi.geo.geometry import haversine_m
@@ -465,6 +465,24 @@ async def test_usually_full_on_saturday_nights_is_avoided(client, runtime) -> No
     assert NETS not in venues(body)
     steered = next(s for s in body["steered_away"] if s["poi_id"] == NETS)
     assert (steered["expected_level"], steered["action"]) == ("full", "excluded")
+
+
+async def test_full_early_in_the_evening_is_visited_later(client, runtime) -> None:
+    # Full on the last four Saturdays until 20:14:59, quiet after: the planner waits for the quiet.
+    capacity = POIS[NETS]["properties"]["capacity"]
+    await snapshots(runtime, NETS, capacity, capacity, range(1, 5), ("19:30", "20:10"))
+    body, _ = await plan(client, budget_minutes=180)
+    assert venues(body) == [NETS]
+    stop = body["stops"][1]
+    assert when(stop["visit_start"]) >= datetime(2026, 7, 18, 20, 15, tzinfo=TZ)
+    assert stop["crowd"]["expected_level"] != "full"
+    steered = next(s for s in body["steered_away"] if s["poi_id"] == NETS)
+    assert (steered["expected_level"], steered["action"], steered["chosen"]) == ("full", "excluded", True)
+    assert when(steered["until"]) == datetime(2026, 7, 18, 20, 14, 59, tzinfo=TZ)
+    assert any(r["code"] == "crowd_avoided" for r in stop["reasons"])
+    # Without avoid_crowds the garden is visited as soon as possible, full or not.
+    plain, _ = await plan(client, budget_minutes=180, avoid_crowds=False)
+    assert when(plain["stops"][1]["visit_start"]) < datetime(2026, 7, 18, 20, 15, tzinfo=TZ)
 
 
 async def test_when_everything_within_reach_is_full_the_answer_is_422(client, auth, monkeypatch) -> None:

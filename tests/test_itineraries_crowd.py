@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 
@@ -95,3 +97,50 @@ def test_the_forecast_is_the_larger_of_live_and_history() -> None:
     assert f.expected("g", t).ratio == pytest.approx(0.95) and f.expected("g", t).level == "crowded"
     f = Forecast(inputs(live={"g": 100}, history=history, history_weeks=(1,)))
     assert f.expected("g", t).level == "full"
+
+
+def every_second_matches(f: Forecast, poi: str, first: int, last: int) -> list[tuple[int, int, str]]:
+    spans = f.timeline(poi, first, last)
+    assert spans[0][0] == first and spans[-1][1] == last
+    for (_, b, la), (a, _, lb) in itertools.pairwise(spans):
+        assert a == b + 1 and la != lb  # contiguous, and cut only where the level changes
+    for a, b, level in spans:
+        assert all(f.expected(poi, t).level == level for t in range(a, b + 1))
+    return spans
+
+
+def test_timeline_is_exact_to_the_second_with_a_rising_trend() -> None:
+    # 0 in every completed bucket, 70 % now: steep rise, capped at +25 % an hour ahead
+    recent = {"g": {NOW - 300 * k: 0 for k in range(1, 10)}}
+    f = Forecast(inputs(live={"g": 70}, recent=recent, recent_recorded=True))
+    start = int(NOW) - 40 * 60
+    spans = every_second_matches(f, "g", start, int(NOW) + 4 * 3600)
+    assert [level for _, _, level in spans] == ["comfortable", "busy", "crowded", "comfortable"]
+    assert spans[-1][0] == int(NOW) + 3 * 3600 + 1  # live state no longer applies
+
+
+def test_timeline_follows_the_history_buckets() -> None:
+    t = int(NOW) + 1800
+    history = {"g": {t - WEEK: 100, t - WEEK + 300: 95, t - WEEK + 600: 20}}
+    f = Forecast(inputs(live=None, history=history, history_weeks=(1,)))
+    spans = every_second_matches(f, "g", t - 17, t + 1200)
+    assert spans == [
+        (t - 17, t - 1, "comfortable"),
+        (t, t + 299, "full"),
+        (t + 300, t + 599, "crowded"),
+        (t + 600, t + 1200, "comfortable"),
+    ]
+
+
+def test_timeline_with_live_trend_and_history_together() -> None:
+    rng = np.random.default_rng(7)
+    start = int(NOW) - 20 * 60
+    history = {
+        "g": {float(b - WEEK): int(rng.choice([0, 85, 95, 100])) for b in range(start, start + 4 * 3600, 300)}
+    }
+    recent = {"g": {NOW - 300 * k: 40 for k in range(1, 10)}}
+    f = Forecast(
+        inputs(live={"g": 75}, recent=recent, recent_recorded=True, history=history, history_weeks=(1,))
+    )
+    spans = every_second_matches(f, "g", start + 7, start + 4 * 3600)
+    assert {level for _, _, level in spans} >= {"busy", "crowded", "full"}

@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 
 from tourapi.domain.itineraries.catalogue import BoatLine, Catalogue, Show, Venue
-from tourapi.domain.itineraries.crowd import Expected, Forecast
+from tourapi.domain.itineraries.crowd import Forecast, level_of
 from tourapi.domain.routes.schedule import (
     DETOUR_FACTOR,
     Itinerary,
@@ -111,9 +111,7 @@ class Cand:
     event: Occurrence | None = None  # the show caught (during the visit) or the boat taken
     bonus: float = 0.0  # the event's part of ``base``
     line: BoatLine | None = None
-    factor: float = 1.0
-    crowd: Expected | None = None
-    crowd_at: int = 0
+    factor: float = 1.0  # CROWDED_FACTOR when avoid_crowds penalises the whole window
 
     @property
     def score(self) -> float:
@@ -464,41 +462,91 @@ class Steered:
     poi_id: str
     name: str
     level: str
-    at: datetime
+    first: datetime  # the first and last service start affected
+    last: datetime
     action: str  # excluded | penalised
     kinds: set[str]
+
+
+def _action(level: str, must: bool) -> str | None:
+    """What avoid_crowds does with a service start forecast at ``level``."""
+    if level == "full" and not must:
+        return "excluded"
+    if level in ("crowded", "full"):  # a must-include venue is never dropped, only moved to a quieter time
+        return "penalised"
+    return None
+
+
+def _crowd_split(
+    prep: Prepared, forecast: Forecast
+) -> tuple[list[Cand], int, dict[tuple[str, str], Steered]]:
+    """With avoid_crowds: cut each node's window where the forecast level at the service start changes.
+
+    A node whose window crosses from quiet to full becomes one node per span (same group, so the venue
+    is still visited once): full spans are dropped, crowded ones keep CROWDED_FACTOR of the score. The
+    forecast is thus applied at the planned service start, whatever time the solver picks. Returns the
+    kept nodes, the number of spans dropped, and the crowds steered away from (reachable spans only).
+    """
+    inp, walks = prep.inp, prep.walks
+    base = int(inp.t0.timestamp())
+    reach: dict[str, tuple[int, int]] = {}
+    for c in prep.cands:
+        lo, hi = reach.get(c.poi_id, (c.open, c.close))
+        reach[c.poi_id] = (min(lo, c.open), max(hi, c.close))
+    timelines = {
+        # most venues are never near crowded: one span, no bisection (the level only matters for the action)
+        poi: [(lo, hi, level_of(peak))]
+        if _action(level_of(peak := forecast.peak(poi)), False) is None
+        else [(a - base, b - base, level) for a, b, level in forecast.timeline(poi, base + lo, base + hi)]
+        for poi, (lo, hi) in sorted(reach.items())
+    }
+    kept: list[Cand] = []
+    dropped = 0
+    steered: dict[tuple[str, str], Steered] = {}
+    for c in prep.cands:
+        parts: list[list[Any]] = []  # [from, to, action, level]
+        for a, b, level in timelines[c.poi_id]:
+            a, b = max(a, c.open), min(b, c.close)
+            if a > b:
+                continue
+            action = _action(level, c.must)
+            if parts and parts[-1][2] == action:
+                parts[-1][1] = b
+            else:
+                parts.append([a, b, action, level])
+        walk = walks.seconds("@start", c.poi_id)
+        for a, b, action, level in parts:
+            node = c if len(parts) == 1 else dataclasses.replace(c, id=f"{c.id}@{a}", open=a, close=b)
+            start = max(walk, a)
+            if start > b or start + c.service + walks.to_end(c.end_poi_id) > prep.horizon:
+                continue  # this span cannot be reached: no candidate, no crowd to report
+            if action is not None:
+                first, last = inp.t0 + timedelta(seconds=start), inp.t0 + timedelta(seconds=b)
+                entry = steered.get((c.poi_id, action))
+                if entry is None:
+                    name = _name(prep.cat.venues[c.poi_id], inp.chain)
+                    entry = steered[(c.poi_id, action)] = Steered(
+                        c.poi_id, name, level, first, last, action, set()
+                    )
+                if first < entry.first:
+                    entry.first, entry.level = first, level
+                entry.last = max(entry.last, last)
+                entry.kinds.add(c.kind)
+            if action == "excluded":
+                dropped += 1
+                continue
+            node.factor = CROWDED_FACTOR if action == "penalised" else 1.0
+            kept.append(node)
+    return kept, dropped, steered
 
 
 def plan(prep: Prepared, forecast: Forecast, *, time_cap_s: float = TIME_CAP_S) -> dict[str, Any]:
     inp, walks = prep.inp, prep.walks
     t0 = inp.t0
-    steered: dict[tuple[str, str], Steered] = {}
-    kept: list[Cand] = []
-    excluded = 0
-    for c in prep.cands:
-        c.crowd_at = max(walks.seconds("@start", c.poi_id), c.open)
-        at = t0 + timedelta(seconds=c.crowd_at)
-        c.crowd = forecast.expected(c.poi_id, at.timestamp())
-        action = None
-        if inp.avoid_crowds and not c.must:
-            if c.crowd.level == "full":
-                action = "excluded"
-            elif c.crowd.level == "crowded":
-                action = "penalised"
-                c.factor = CROWDED_FACTOR
-        if action:
-            entry = steered.get((c.poi_id, action))
-            if entry is None or at < entry.at:
-                kinds = entry.kinds if entry else set()
-                entry = Steered(
-                    c.poi_id, _name(prep.cat.venues[c.poi_id], inp.chain), c.crowd.level, at, action, kinds
-                )
-                steered[(c.poi_id, action)] = entry
-            entry.kinds.add(c.kind)
-        if action == "excluded":
-            excluded += 1
-        else:
-            kept.append(c)
+    if inp.avoid_crowds:
+        kept, excluded, steered = _crowd_split(prep, forecast)
+    else:
+        kept, excluded, steered = list(prep.cands), 0, {}
     if not any(c.score > 0 or c.must for c in kept):  # boats without interest only carry you somewhere
         if excluded:
             raise Unprocessable(
@@ -526,6 +574,14 @@ def plan(prep: Prepared, forecast: Forecast, *, time_cap_s: float = TIME_CAP_S) 
         ) from None
     sol = earliest_alternatives(instance, sol)
     problems = check_feasible(instance, sol)
+    by_id = {c.id: c for c in nodes}
+    if inp.avoid_crowds:  # re-check the crowd rule at the planned times, from the forecast itself
+        for v in sol.visits:
+            c = by_id[v.node_id]
+            level = forecast.expected(c.poi_id, (t0 + timedelta(seconds=round(v.start))).timestamp()).level
+            action = _action(level, c.must)
+            if action == "excluded" or c.factor != (CROWDED_FACTOR if action == "penalised" else 1.0):
+                problems.append(f"{v.node_id}: forecast {level} at its service start, planned x {c.factor:g}")
     if problems:  # never hand out an infeasible plan
         raise RuntimeError(f"the solver returned an infeasible itinerary: {problems}")
     if not sol.visits:
@@ -536,7 +592,6 @@ def plan(prep: Prepared, forecast: Forecast, *, time_cap_s: float = TIME_CAP_S) 
             + (" and to the end place" if inp.end else ""),
             field=inp.window_field,
         )
-    by_id = {c.id: c for c in nodes}
     chosen = {by_id[v.node_id].poi_id for v in sol.visits}
     body = _itinerary(prep, forecast, sol, by_id)
     body["steered_away"] = [
@@ -544,13 +599,23 @@ def plan(prep: Prepared, forecast: Forecast, *, time_cap_s: float = TIME_CAP_S) 
             "poi_id": s.poi_id,
             "name": s.name,
             "expected_level": s.level,
-            "at": iso(s.at),
+            "at": iso(s.first),
+            "until": iso(s.last),
             "action": s.action,
             "kinds": sorted(s.kinds),
             "chosen": s.poi_id in chosen,
         }
-        for s in sorted(steered.values(), key=lambda s: (s.at, s.poi_id, s.action))
+        for s in sorted(steered.values(), key=lambda s: (s.first, s.poi_id, s.action))
     ]
+    for stop in body["stops"]:
+        s = steered.get((stop["poi_id"], "excluded"))
+        if s is not None and "reasons" in stop:  # a venue stop, chosen outside its forecast full span
+            stop["reasons"].append(
+                {
+                    "code": "crowd_avoided",
+                    "message": f"forecast full for starts {hm(s.first)}-{hm(s.last)}: planned outside that time",
+                }
+            )
     body["candidates_considered"] = len(nodes)
     body["candidates"] = {
         **prep.counts,
@@ -671,7 +736,8 @@ def _point(lon: float, lat: float, crs: Crs) -> tuple[float, float]:
     return (lon, lat) if crs is Crs.WGS84 else from_wgs84(lon, lat, crs)
 
 
-def _reasons(c: Cand, prep: Prepared) -> list[dict[str, str]]:
+def _reasons(c: Cand, prep: Prepared, start: datetime, level: str) -> list[dict[str, str]]:
+    """Why this node is in the plan; ``level`` is the forecast at its service ``start``."""
     inp, cat = prep.inp, prep.cat
     v = cat.venues[c.poi_id]
     out = []
@@ -698,13 +764,9 @@ def _reasons(c: Cand, prep: Prepared) -> list[dict[str, str]]:
         dest = _name(cat.venues[c.line.dest_id], inp.chain)
         gain = f"+{c.base:.2f}" if c.base > 0 else "saves walking"
         out.append({"code": "boat", "message": f"takes the {hm(c.event.start)} boat to {dest} ({gain})"})
-    if c.factor < 1 and c.crowd is not None:
+    if c.factor < 1:
         out.append(
-            {
-                "code": "crowd_penalty",
-                "message": f"forecast {c.crowd.level} at {hm(inp.t0 + timedelta(seconds=c.crowd_at))}: "
-                f"score x {c.factor:g}",
-            }
+            {"code": "crowd_penalty", "message": f"forecast {level} at {hm(start)}: score x {c.factor:g}"}
         )
     return out
 
@@ -875,7 +937,11 @@ def _itinerary(prep: Prepared, forecast: Forecast, sol: Solution, by_id: dict[st
             "category": venue.category,
             "must_include": must,
             "score": round(sum(c.score for _, c in run), 4),
-            "reasons": [r for _, c in run for r in _reasons(c, prep)]
+            "reasons": [
+                r
+                for v, c in run
+                for r in _reasons(c, prep, at(v.start), forecast.expected(poi, at(v.start).timestamp()).level)
+            ]
             + [{"code": "crowd", "message": f"forecast {level} at {hm(visit_start)}"}],
             "crowd": {"expected_level": level, "at": iso(visit_start)},
         }
