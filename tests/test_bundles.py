@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
+import sys
 from datetime import datetime
 
 import httpx
-from conftest import lifespan
+from conftest import lifespan, settings_env
 
 from tourapi.app import create_app
 from tourapi.domain.routes import bundle as bundle_module
@@ -106,6 +108,43 @@ async def test_version_is_stable_across_restarts(client, settings) -> None:
             assert (await other.get(URL, headers={"If-None-Match": first.headers["etag"]})).status_code == 304
     assert second.headers["etag"] == first.headers["etag"]
     assert second.content == first.content
+
+
+# Another process (its own hash seed, no shared memory) builds the manifest from the same database.
+OTHER_PROCESS = """
+import asyncio, sys
+import tourapi.app  # every feature registers its bundle sections on import
+from tourapi.domain.routes import bundle
+from tourapi.runtime import Runtime
+from tourapi.settings import Settings
+
+async def main():
+    runtime = Runtime.create(Settings())
+    try:
+        sys.stdout.buffer.write((await bundle.manifest(runtime, sys.argv[1])).body)
+    finally:
+        await runtime.stop()
+
+asyncio.run(main())
+"""
+
+
+async def test_version_is_the_same_in_another_process(client, settings) -> None:
+    here = await client.get(URL)
+    env = {**settings_env(settings), "PYTHONHASHSEED": "4242"}
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        OTHER_PROCESS,
+        ROUTE,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(process.communicate(), 120)
+    assert process.returncode == 0, err.decode()
+    assert out == here.content
+    assert json.loads(out)["version"] == here.headers["etag"].strip('"')
 
 
 async def test_version_changes_exactly_when_its_content_changes(client, auth) -> None:

@@ -188,6 +188,7 @@ async def test_purge_then_old_cursors_must_resync(client, auth, runtime) -> None
     assert gone.status_code == 410
     problem = gone.json()
     assert problem["type"] == "urn:tourapi:problem:resync-required" and problem["field"] == "since"
+    assert problem["resync_required"] is True
     assert gone.headers["content-type"].startswith("application/problem+json")
     # Starting over works, and the purge cursor itself is accepted.
     fresh_changes, cursor = await sync_all(client)

@@ -361,7 +361,8 @@ def demo_traffic(base_url: str, visitors: int, speed: float, duration: float, ho
     click.echo(
         f"done: {report.sessions} sessions, {report.pings_accepted} pings accepted, "
         f"{report.pings_rejected} rejected, {report.checkins} check-ins, "
-        f"transitions {dict(report.transitions)}, errors {dict(report.errors) or 'none'}"
+        f"transitions {dict(report.transitions)}, errors {dict(report.errors) or 'none'}, "
+        f"session starts paced by the per-address limit {report.paced_starts}"
     )
 
 

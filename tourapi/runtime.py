@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
-from datetime import date, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import anyio
@@ -90,27 +90,6 @@ class FenceIndexHolder:
         return True
 
 
-class RouteDirectory:
-    """Route facts the live path needs without a database round trip.
-
-    The default knows no routes; the routes feature installs its own directory.
-    """
-
-    def stop_pois(self, route_id: str) -> list[str] | None:
-        return None
-
-    def route_ids(self) -> list[str]:
-        """Published routes, for per-route live counts."""
-        return []
-
-    async def validate_for_session(
-        self, session: AsyncSession, route_id: str, night: date, default_end: datetime
-    ) -> datetime:
-        from tourapi.errors import Unprocessable
-
-        raise Unprocessable(f"no published route {route_id!r}", field="route_id")
-
-
 class Runtime:
     """A plain class on purpose: handler signatures name it, and it must not look like a data model."""
 
@@ -128,7 +107,11 @@ class Runtime:
         self.live = LiveStore(self.redis, settings, settings.resolved_secret())
         self.limiter = FixedWindowLimiter(self.redis, settings.redis_namespace, settings.rate_limit_scale)
         self.ping_limits = {scope: self.limiter.allowed(Limit(scope, n, 60)) for scope, n in PINGS_PER_MIN.items()}
-        self.routes: RouteDirectory = RouteDirectory()
+        from tourapi.domain.routes.directory import RouteDirectory  # the feature imports this module
+
+        self.routes = RouteDirectory(self.sessionmaker)
+        # Reloaded with the fence index; bound now, so a test may swap ``routes`` for a stub.
+        self._refresh_routes = self.routes.refresh
         self.events = LiveEvents(self.redis, self.live.keys.global_key("events"), settings.event_stream_maxlen)
         self.jobs = LiveJobs(self)
         # The catalogue change sequence as last seen by this worker (polled each second): cheap
@@ -171,6 +154,7 @@ class Runtime:
         async with self.sessionmaker() as session:
             self.catalog_seq = await current_sync_seq(session)
         await self.fences.refresh()
+        await self._refresh_routes(self.catalog_seq)
         await self.reload_keys()
 
     @staticmethod
@@ -187,9 +171,11 @@ class Runtime:
     async def stop(self) -> None:
         for task in self._tasks:
             task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        if self._tasks:
+            # Bounded: a job stuck in a driver call must not hold up a worker's shutdown.
+            _, stuck = await asyncio.wait(self._tasks, timeout=5)
+            for task in stuck:
+                log.warning("periodic job %s did not stop within 5 s: %s", task.get_name(), task.get_stack())
         self._tasks.clear()
         self._started = False
         with contextlib.suppress(Exception):
@@ -202,3 +188,4 @@ class Runtime:
             async with self.sessionmaker() as session:
                 self.catalog_seq = await current_sync_seq(session)
             await self.fences.refresh()
+            await self._refresh_routes(self.catalog_seq)

@@ -122,6 +122,7 @@ async def feed(session: AsyncSession, since: str | None, limit: int = DEFAULT_LI
             "tombstones newer than this cursor were purged; drop the local catalogue and sync again "
             "without since",
             field="since",
+            resync_required=True,  # the flag apps test, besides the problem type
             purged_through=encode_cursor(purged_through),
         )
     low = cursor.after
