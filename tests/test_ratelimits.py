@@ -1,4 +1,5 @@
-"""Rate limits on pings, session creation and login (check-ins and manual codes: test_checkins.py).
+"""Rate limits on pings, session creation, login and itinerary plans, and the limiter itself for every
+row of LIMITS (check-ins and manual codes over HTTP, and limits shared by workers: test_checkins.py).
 
 Limits live in Redis, so they hold across workers; exceeding one answers 429 problem+json with
 Retry-After.
@@ -8,8 +9,12 @@ from __future__ import annotations
 
 import uuid
 
+import fakeredis
+import pytest
 from test_sessions import CENTRE, ping, start
-from tourapi.web.ratelimit import LIMITS, PINGS_PER_MIN
+
+from tourapi.errors import TooManyRequests
+from tourapi.web.ratelimit import LIMITS, PINGS_PER_MIN, FixedWindowLimiter, Limit
 
 
 def assert_429(response) -> None:
@@ -51,9 +56,92 @@ async def test_failed_logins_are_limited_per_user(client) -> None:
 
 async def test_successful_logins_do_not_use_up_the_limit(client, auth) -> None:
     from conftest import SECRET
+
     from tourapi.bootstrap import demo_password
 
     for _ in range(15):
         ok = await client.post("/v1/auth/token",
                                json={"username": "admin", "password": demo_password(SECRET, "admin")})
         assert ok.status_code == 200
+
+
+async def test_failed_logins_are_limited_per_ip(client, monkeypatch) -> None:
+    # A smaller table row keeps the test quick: every failed login costs an Argon2 verification.
+    per_ip = 4
+    monkeypatch.setitem(LIMITS, "login", tuple(Limit("ip", per_ip, 60) if limit.scope == "ip" else limit
+                                               for limit in LIMITS["login"]))
+    for n in range(per_ip):  # a different user each time: only the address adds up
+        failed = await client.post("/v1/auth/token", json={"username": f"ghost-{n}", "password": "guess-guess-1"})
+        assert failed.status_code == 401
+    blocked = await client.post("/v1/auth/token", json={"username": "ghost-last", "password": "guess-guess-1"})
+    assert_429(blocked)
+    assert "ip" in blocked.json()["detail"]
+
+
+async def test_pings_are_limited_per_install_across_its_sessions(client) -> None:
+    install = f"install-{uuid.uuid4()}"
+    batch = {"pings": [ping((CENTRE.x, CENTRE.y), 30)] * 100}
+    per_session = PINGS_PER_MIN["session"] // 100
+    statuses = []
+    for _ in range(PINGS_PER_MIN["install"] // PINGS_PER_MIN["session"]):
+        sid, headers = await start(client, install)
+        statuses += [(await client.post(f"/v1/sessions/{sid}/pings", json=batch, headers=headers)).status_code
+                     for _ in range(per_session)]
+    if 429 in statuses:  # the minute turned over in the middle: the windows restarted
+        return
+    sid, headers = await start(client, install)  # a fresh session of the same install
+    assert_429(await client.post(f"/v1/sessions/{sid}/pings", json=batch, headers=headers))
+
+
+async def test_itinerary_plans_are_limited_per_ip(client, monkeypatch) -> None:
+    from tourapi.domain.itineraries.services import PlannerService
+
+    async def no_solver(self, data, accept_language):  # the limit is under test, not the planner
+        return {"stops": []}, 0.0
+
+    monkeypatch.setattr(PlannerService, "plan", no_solver)
+    per_ip = next(limit.limit for limit in LIMITS["plan"] if limit.scope == "ip")
+    body = {"start": {"lon": 120.62, "lat": 31.31}, "start_time": "2026-07-18T19:40:00+08:00",
+            "budget_minutes": 60, "interests": {"garden": 1}}
+    statuses = [(await client.post("/v1/itineraries/plan", json=body)).status_code for _ in range(per_ip)]
+    if 429 in statuses:
+        return
+    assert statuses == [200] * per_ip
+    assert_429(await client.post("/v1/itineraries/plan", json=body))
+
+
+@pytest.mark.parametrize("name", sorted(LIMITS))
+async def test_every_limit_in_the_table_holds_per_subject_and_window(name: str) -> None:
+    """The limiter itself, for every row of LIMITS: exactly ``limit`` attempts per window and subject,
+    then 429 with a Retry-After that ends with the window; other subjects and the next window are free."""
+    redis = fakeredis.FakeAsyncRedis(decode_responses=True)
+    limiter = FixedWindowLimiter(redis, "t")
+    try:
+        for limit in LIMITS[name]:
+            start = 1_800_000_000 - 1_800_000_000 % limit.window_s + 1  # one second into a window
+            subject = {limit.scope: f"{limit.scope}-{uuid.uuid4()}"}
+            for _ in range(limit.limit):
+                await limiter.acquire(name, subject, start, "attempts")
+            with pytest.raises(TooManyRequests) as refused:
+                await limiter.acquire(name, subject, start + 0.5, "attempts")
+            assert refused.value.headers["Retry-After"] == str(limit.window_s - 1)
+            await limiter.acquire(name, {limit.scope: "someone-else"}, start, "attempts")
+            await limiter.acquire(name, subject, start + limit.window_s, "attempts")  # the next window
+    finally:
+        await redis.aclose()
+
+
+async def test_refunds_make_only_failures_count() -> None:
+    redis = fakeredis.FakeAsyncRedis(decode_responses=True)
+    limiter = FixedWindowLimiter(redis, "t")
+    user = {"user": "operator"}
+    per_user = next(limit.limit for limit in LIMITS["login"] if limit.scope == "user")
+    try:
+        for _ in range(per_user * 3):  # successes, each refunded
+            await limiter.refund(await limiter.acquire("login", user, 1_800_000_000, "logins"))
+        for _ in range(per_user):
+            await limiter.acquire("login", user, 1_800_000_000, "logins")
+        with pytest.raises(TooManyRequests):
+            await limiter.acquire("login", user, 1_800_000_000, "logins")
+    finally:
+        await redis.aclose()

@@ -50,6 +50,7 @@ from tourapi.security.tokens import OPENAPI_PATH
 from tourapi.settings import Settings
 from tourapi.web.etag import ETagMiddleware
 from tourapi.web.openapi import document_problems
+from tourapi.web.security_headers import SecurityHeadersMiddleware
 
 ROUTE_HANDLERS: list[Any] = [
     healthz,
@@ -107,7 +108,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Litestar:
         on_app_init=[runtime.jwt.on_app_init],
         lifespan=[lifespan],
         exception_handlers=EXCEPTION_HANDLERS,
-        middleware=[RequestIdMiddleware, DefineMiddleware(ETagMiddleware)],
+        middleware=[RequestIdMiddleware, SecurityHeadersMiddleware, DefineMiddleware(ETagMiddleware)],
         compression_config=CompressionConfig(
             backend="gzip", minimum_size=1024, gzip_compress_level=6, exclude=UNCOMPRESSED_PATHS
         ),

@@ -6,6 +6,7 @@ and the ASGI factory, and tests build ``Settings(...)`` directly.
 
 from __future__ import annotations
 
+import re
 import secrets
 from pathlib import Path
 from typing import Literal
@@ -16,6 +17,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_FIXTURES = REPO_ROOT / "fixtures" / "suzhou"
 MIN_SECRET_LENGTH = 32
+_ORIGIN = re.compile(r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?$")
 
 
 class SettingsError(Exception):
@@ -42,7 +44,9 @@ class Settings(BaseSettings):
     secret_file: Path = Path("./.tourapi-secret")
 
     public_base_url: str = "http://127.0.0.1:8000"
-    cors_origins: list[str] = Field(default_factory=list)
+    # Browser origins of the visitor web app and of a console hosted elsewhere (the built-in /ops is
+    # same-origin and needs none). Exact origins only: no wildcard, no path.
+    cors_origins: list[str] = Field(default_factory=list, max_length=32)
     fixtures_path: Path = DEFAULT_FIXTURES
     max_body_bytes: int = Field(default=1_048_576, ge=1024, le=50_000_000)
     log_format: Literal["auto", "json", "console"] = "auto"
@@ -87,6 +91,14 @@ class Settings(BaseSettings):
         if value is not None and not value.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("must start with redis://, rediss:// or unix://")
         return value or None
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _exact_origins(cls, value: list[str]) -> list[str]:
+        for origin in value:
+            if not _ORIGIN.match(origin):
+                raise ValueError(f"{origin!r} is not an origin like https://app.example.com (no wildcard, no path)")
+        return [origin.lower() for origin in value]
 
     @field_validator("public_base_url")
     @classmethod

@@ -94,6 +94,14 @@ class FixedWindowLimiter:
                 )
         return keys
 
+    async def acquire_or_skip(self, name: str, subjects: dict[str, str], now: float, what: str) -> None:
+        """``acquire`` for work that can go on without Redis (the planner): when Redis is down the request
+        goes on unlimited rather than failing, and the request's work bounds still cap its cost."""
+        try:
+            await self.acquire(name, subjects, now, what)
+        except REDIS_UNAVAILABLE as exc:
+            log.warning("%s rate limit skipped (Redis unavailable: %s)", name, type(exc).__name__)
+
     async def forget(self, scope: str, subject: str, now: float) -> None:
         """Delete a subject's counters (erasure): every limit with that scope, current and previous window."""
         keys = [

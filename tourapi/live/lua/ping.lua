@@ -105,12 +105,13 @@ for _, ping in ipairs(p.pings) do
   end
 end
 
+-- Deletions first: a POI left and entered again within this batch is inside at the end.
+for _, poi in ipairs(removed) do redis.call('HDEL', ses, 'in:' .. poi) end
 for _, poi in ipairs(sorted_keys(changed)) do
   local st = inside[poi]
   redis.call('HSET', ses, 'in:' .. poi, st[1] .. '|' .. (st[2] and '1' or '0') .. '|' .. st[3] .. '|' .. st[4])
   redis.call('ZADD', presence, tostring(st[4]), poi .. '|' .. sid)
 end
-for _, poi in ipairs(removed) do redis.call('HDEL', ses, 'in:' .. poi) end
 
 -- Sliding expiry, never past the session's hard end.
 local expires = math.min(p.now + p.idle, hard_end)
