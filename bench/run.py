@@ -44,6 +44,7 @@ DATABASE = "tourapi_bench"
 LION = (120.625045, 31.3231)  # inside the Lion Grove Garden
 PINGJIANG = (120.6300, 31.3150)
 CITY = (121.47, 31.23)
+SUZHOU_BBOX = "120.4,31.1,120.9,31.5"
 PERF_DOC = ROOT / "docs" / "performance.md"
 START, END = "<!-- bench:http:start -->", "<!-- bench:http:end -->"
 
@@ -67,6 +68,7 @@ class Result:
     p99_ms: float
     errors: int
     unit: float = 1.0  # items per request (10 for a batch of pings)
+    statuses: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -195,12 +197,14 @@ async def gather_fixtures(base: str, sessions: int) -> Fixtures:
 
         for chunk in range(0, sessions, 200):
             await asyncio.gather(*(start(n) for n in range(chunk, min(chunk + 200, sessions))))
-        pois = (await http.get("/v1/pois", params={"limit": 500})).json()["features"]
-        tokens = []
+        # The Suzhou fixtures only (the synthetic city's ids would fill the page first).
+        pois = (await http.get("/v1/pois", params={"bbox": SUZHOU_BBOX, "limit": 500})).json()["features"]
+        tokens = []  # checkpoints that need no position (a proximity rule would refuse a bare scan)
         for poi in pois:
             listed = (await http.get(f"/v1/pois/{poi['id']}/checkpoints", headers={"Authorization": f"Bearer {admin}"})).json()
             items = listed if isinstance(listed, list) else listed.get("checkpoints", listed.get("items", []))
-            tokens += [item["url"].rsplit("/", 1)[1] for item in items if item.get("active", True)]
+            tokens += [item["url"].rsplit("/", 1)[1] for item in items
+                       if item.get("active", True) and not item.get("require_proximity")]
         routes = (await http.get("/v1/routes")).json()
         route_items = routes if isinstance(routes, list) else routes.get("routes", routes.get("features", []))
         route_id = route_items[0]["id"]
@@ -229,12 +233,16 @@ def ping_body(n: int, batch: int) -> str:
 # ---- load --------------------------------------------------------------------------------------------------
 
 
-def wrk(url: str, requests_file: Path | None, duration: int, connections: int) -> dict[str, Any]:
-    env = {**os.environ}
+def wrk(url: str, requests_file: Path | None, duration: int, connections: int,
+        sequential: bool = False, delay_ms: float | None = None) -> dict[str, Any]:
+    env = {**os.environ, "BENCH_SEQUENTIAL": "1" if sequential else "0"}
+    if delay_ms is not None:
+        env["BENCH_DELAY_MS"] = str(int(delay_ms))
     if requests_file is not None:
         env["BENCH_REQUESTS"] = str(requests_file)
     script = str(ROOT / "bench" / "wrk" / "replay.lua")
-    command = ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency", "-s", script, url]
+    command = ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--timeout", "5s", "--latency", "-s", script,
+               url]
     out = subprocess.run(command, env=env, capture_output=True, text=True).stdout
     match = re.search(r"RESULT (\{.*\})", out)
     if not match:
@@ -243,16 +251,25 @@ def wrk(url: str, requests_file: Path | None, duration: int, connections: int) -
 
 
 def measure(run: Run, name: str, url: str, lines: list[tuple[str, str, dict[str, str], str]], tmp: Path,
-            unit: float = 1.0, warmup: bool = True) -> Result:
+            unit: float = 1.0, warmup: bool = True, expect: tuple[int, ...] = (200,),
+            sequential: bool = False, connections: int | None = None) -> Result:
+    """Drive ``lines`` with wrk; any status outside ``expect`` (and any socket error or timeout) is an error."""
     path = write_requests(tmp / f"{re.sub(r'[^a-z0-9]+', '-', name.lower())}.tsv", lines)
+    connections = connections or run.connections
     if warmup:
-        wrk(url, path, 2, run.connections)
-    raw = wrk(url, path, run.duration, run.connections)
-    result = Result(name, raw["requests"] / (raw["duration_us"] / 1e6), raw["p50_us"] / 1000, raw["p90_us"] / 1000,
-                    raw["p99_us"] / 1000, raw["socket_errors"] + raw["bad_status"], unit)
+        wrk(url, path, 2, connections)
+    raw = wrk(url, path, run.duration, connections, sequential)
+    statuses = {k: int(v) for k, v in sorted(raw["statuses"].items())}
+    unexpected = sum(n for status, n in statuses.items() if int(status) not in expect)
+    good = raw["requests"] - unexpected
+    # Rates count expected answers only: an error page must not look like throughput.
+    result = Result(name, good / (raw["duration_us"] / 1e6), raw["p50_us"] / 1000, raw["p90_us"] / 1000,
+                    raw["p99_us"] / 1000, raw["socket_errors"] + unexpected, unit, statuses)
     run.results[name] = result
+    shown = ", ".join(f"{k}: {v}" for k, v in statuses.items())
     print(f"  {name:<42} {result.rps:>9.0f} req/s  p50 {result.p50_ms:6.2f} ms  p99 {result.p99_ms:7.2f} ms"
-          f"  errors {result.errors}", flush=True)
+          f"  errors {result.errors} (socket {raw['socket_errors']}, timeouts {raw['timeouts']}; {shown})",
+          flush=True)
     return result
 
 
@@ -315,15 +332,16 @@ async def redis_bytes_per_session(redis_url: str, sessions: int = 10_000) -> flo
     from datetime import UTC, datetime
 
     night = night_of(datetime.now(UTC))
-    for chunk in range(0, sessions, 500):
-        async def one(n: int) -> None:
-            ihash = store.install_hash(f"mem-{n}")
-            sid, _ = await store.start_session(ihash, None, "en", now, now + 6 * 3600)
-            ping = ClassifiedPing(ts=now - 1, night=night, good=True, core=("lion-grove-garden",),
-                                  near=("lion-grove-garden",))
-            await store.apply_pings(sid, ihash, None, [ping], {"lion-grove-garden": 600}, now)
+    async def one(n: int) -> None:
+        ihash = store.install_hash(f"mem-{n}")
+        sid, _ = await store.start_session(ihash, None, "en", now, now + 6 * 3600)
+        ping = ClassifiedPing(ts=now - 1, night=night, good=True, core=("lion-grove-garden",),
+                              near=("lion-grove-garden",))
+        await store.apply_pings(sid, ihash, None, [ping], {"lion-grove-garden": 600}, now)
 
-        await asyncio.gather(*(one(n) for n in range(chunk, min(chunk + 500, sessions))))
+    # At most 50 at a time: the client's connection pool is bounded (MaxConnectionsError otherwise).
+    for chunk in range(0, sessions, 50):
+        await asyncio.gather(*(one(n) for n in range(chunk, min(chunk + 50, sessions))))
     after = int((await client.info("memory"))["used_memory"])
     keys = [key async for key in client.scan_iter(match="memprobe:*", count=5000)]
     for start in range(0, len(keys), 1000):
@@ -332,16 +350,48 @@ async def redis_bytes_per_session(redis_url: str, sessions: int = 10_000) -> flo
     return (after - before) / sessions
 
 
-async def multi_worker_checks(base: str, operator: str, sessions: int = 200) -> dict[str, Any]:
-    """Two workers, one Redis: the live count stays exact and SSE reaches clients on every worker."""
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
+def connections_per_worker(pids: list[int], port: int) -> dict[int, int]:
+    """Established TCP connections to ``port`` held by each worker process (from /proc)."""
+    established = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            cols = line.split()
+            if int(cols[1].rsplit(":", 1)[1], 16) == port and cols[3] == "01":
+                established.add(cols[9])
+    counts = {}
+    for pid in pids:
+        inodes = set()
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            try:
+                target = os.readlink(fd)
+            except OSError:
+                continue
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
+        counts[pid] = len(inodes & established)
+    return counts
+
+
+async def multi_worker_checks(base: str, operator: str, api: Proc, sessions: int = 300,
+                              max_listeners: int = 24) -> dict[str, Any]:
+    """Two workers, one Redis: the live count stays exact while pings are served by both workers, and SSE
+    reaches clients whose streams are held by either worker."""
     headers = {"Authorization": f"Bearer {operator}"}
+    port = int(urlparse(base).port or 80)
+    pids = api.worker_pids()
     async with httpx.AsyncClient(base_url=base, timeout=30, limits=httpx.Limits(max_connections=40)) as http:
         before = (await http.get("/v1/live/summary", headers=headers)).json()
         lion_before = next(p["occupancy"] for p in before["pois"] if p["poi_id"] == "lion-grove-garden")
-        streams: list[list[str]] = [[] for _ in range(4)]
+        await http.aclose()  # its connection would count as a stream below
+        streams: list[list[str]] = []
 
         async def listen(n: int) -> None:
-            # Separate connections: granian spreads them over the workers.
+            # A client per stream, each with its own connection: the kernel hands them to either worker.
             async with httpx.AsyncClient(base_url=base, timeout=60) as own, own.stream(
                 "GET", "/v1/live/stream", headers=headers
             ) as response:
@@ -351,17 +401,31 @@ async def multi_worker_checks(base: str, operator: str, sessions: int = 200) -> 
                         if "occupancy" in streams[n]:
                             return
 
-        listeners = [asyncio.create_task(listen(n)) for n in range(4)]
-        await asyncio.sleep(1.0)
+        # Open streams one by one until each worker holds at least two (granian's workers accept from
+        # one socket, and a burst of connections often lands on one of them).
+        listeners = []
+        held = dict.fromkeys(pids, 0)
+        while len(listeners) < max_listeners and min(held.values()) < 2:
+            streams.append([])
+            listeners.append(asyncio.create_task(listen(len(listeners))))
+            await asyncio.sleep(0.3)
+            held = connections_per_worker(pids, port)
+        streams_per_worker = held
+        cpu_before = {pid: cpu_seconds(pid) for pid in pids}
 
         async def enter(n: int) -> None:
-            started = (await http.post("/v1/sessions", json={"install_id": f"mw-{uuid.uuid4()}"})).json()
-            stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 2))
-            body = {"pings": [{"lon": LION[0], "lat": LION[1], "accuracy": 5, "timestamp": stamp}]}
-            await http.post(f"/v1/sessions/{started['session_id']}/pings", json=body,
-                            headers={"Authorization": f"Bearer {started['token']}"})
+            # A fresh client per visitor: new connections, so the pings land on both workers.
+            async with httpx.AsyncClient(base_url=base, timeout=30) as own:
+                started = (await own.post("/v1/sessions", json={"install_id": f"mw-{uuid.uuid4()}"})).json()
+                stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 2))
+                body = {"pings": [{"lon": LION[0], "lat": LION[1], "accuracy": 5, "timestamp": stamp}]}
+                response = await own.post(f"/v1/sessions/{started['session_id']}/pings", json=body,
+                                          headers={"Authorization": f"Bearer {started['token']}"})
+                response.raise_for_status()
 
-        await asyncio.gather(*(enter(n) for n in range(sessions)))
+        for chunk in range(0, sessions, 30):
+            await asyncio.gather(*(enter(n) for n in range(chunk, min(chunk + 30, sessions))))
+        cpu_used = {pid: round(cpu_seconds(pid) - cpu_before[pid], 2) for pid in pids}
         try:
             await asyncio.wait_for(asyncio.gather(*listeners), 15)
             sse_ok = all("occupancy" in s for s in streams)
@@ -369,12 +433,30 @@ async def multi_worker_checks(base: str, operator: str, sessions: int = 200) -> 
             sse_ok = False
             for task in listeners:
                 task.cancel()
+    async with httpx.AsyncClient(base_url=base, timeout=30) as http:
         after = (await http.get("/v1/live/summary", headers=headers)).json()
         lion_after = next(p["occupancy"] for p in after["pois"] if p["poi_id"] == "lion-grove-garden")
-    return {"sessions": sessions, "occupancy_delta": lion_after - lion_before, "sse_clients_served": sse_ok}
+    return {"sessions": sessions, "occupancy_delta": lion_after - lion_before, "sse_clients_served": sse_ok,
+            "sse_clients": len(listeners), "sse_served": sum("occupancy" in s for s in streams),
+            "streams_per_worker": list(streams_per_worker.values()), "cpu_s_per_worker": list(cpu_used.values())}
 
 
 # ---- the run -----------------------------------------------------------------------------------------------
+
+
+async def database_ready() -> bool:
+    """True if the benchmark database exists with the synthetic city in it (for --reuse-db)."""
+    from sqlalchemy import text
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    engine = create_async_engine(db_url(DATABASE))
+    try:
+        async with engine.connect() as conn:
+            return bool((await conn.execute(text("SELECT count(*) FROM pois WHERE id LIKE 'city-%'"))).scalar())
+    except Exception:  # noqa: BLE001  any failure means: build it
+        return False
+    finally:
+        await engine.dispose()
 
 
 async def main(args: argparse.Namespace) -> Run:
@@ -382,6 +464,11 @@ async def main(args: argparse.Namespace) -> Run:
         if shutil.which(tool) is None:
             sys.exit(f"{tool} is not installed (apt-get install -y {tool if tool == 'wrk' else 'redis-server'})")
     run = Run(duration=args.duration, connections=args.connections)
+    only = re.compile(args.only, re.IGNORECASE) if args.only else None
+
+    def want(name: str) -> bool:
+        return only is None or bool(only.search(name))
+
     tmp = Path(tempfile.mkdtemp(prefix="tourapi-bench-"))
     redis_port, base_port, api_port = free_port(), free_port(), free_port()
     redis_proc = Proc(["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "",
@@ -389,9 +476,13 @@ async def main(args: argparse.Namespace) -> Run:
     redis_url = f"redis://127.0.0.1:{redis_port}/0"
     env = api_env(redis_url)
     procs = [redis_proc]
+    run.extra["load_before"] = os.getloadavg()
     try:
-        print(f"preparing the database {DATABASE} (fixtures + synthetic city) ...", flush=True)
-        await prepare_database(env)
+        if args.reuse_db and await database_ready():
+            print(f"reusing the database {DATABASE}", flush=True)
+        else:
+            print(f"preparing the database {DATABASE} (fixtures + synthetic city) ...", flush=True)
+            await prepare_database(env)
         baseline = Proc([sys.executable, "-m", "granian", "--interface", "asgi", "--factory", "--workers", "1",
                          "--port", str(base_port), "--no-ws", "--log-level", "warning", "bench.baseline:app_factory"],
                         env, tmp / "baseline.log")
@@ -403,62 +494,90 @@ async def main(args: argparse.Namespace) -> Run:
         await wait_ready(api_url, "/readyz", api)
         fx = await gather_fixtures(api_url, sessions=3000)
         print(f"ready: {len(fx.sessions)} sessions, {len(fx.checkpoint_tokens)} checkpoints, route {fx.route_id}")
+        if args.pause:
+            print(f"API at {api_url} (worker pids {api.worker_pids()}), baselines at {base_url}; "
+                  f"sessions in {tmp}/sessions.json; Ctrl-C to stop", flush=True)
+            (tmp / "sessions.json").write_text(json.dumps(fx.__dict__))
+            stop = asyncio.Event()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                asyncio.get_running_loop().add_signal_handler(sig, stop.set)
+            await stop.wait()
+            return run
 
         json_h = {"Content-Type": "application/json"}
         measure(run, "hello (baseline)", base_url, [("GET", "/hello", {}, "")], tmp)
         measure(run, "redis floor (baseline)", base_url, [("GET", "/redis", {}, "")], tmp)
         ping_lines = [("POST", f"/v1/sessions/{sid}/pings", {**json_h, "Authorization": f"Bearer {token}"},
                        ping_body(n, 1)) for n, (sid, token) in enumerate(fx.sessions[:1000])]
-        measure(run, "single ping", api_url, ping_lines, tmp)
-        batch_lines = [("POST", f"/v1/sessions/{sid}/pings", {**json_h, "Authorization": f"Bearer {token}"},
-                        ping_body(n, 10)) for n, (sid, token) in enumerate(fx.sessions[:1000])]
-        measure(run, "batch of 10 pings", api_url, batch_lines, tmp, unit=10)
-        checkins = []
-        for sid, token in fx.sessions:
-            for qr in fx.checkpoint_tokens:
-                checkins.append(("POST", "/v1/checkins", {**json_h, "Authorization": f"Bearer {token}"},
-                                 json.dumps({"token": qr, "session_id": sid})))
-        interleaved = checkins[::7] + [c for n, c in enumerate(checkins) if n % 7]
-        measure(run, "check-in, first", api_url, interleaved, tmp, warmup=False)
-        first_used = int(run.results["check-in, first"].rps * run.duration * 1.05)
-        measure(run, "check-in, repeat", api_url, interleaved[:max(first_used, 1000)], tmp, warmup=False)
+        if want("single ping"):
+            measure(run, "single ping", api_url, ping_lines, tmp)
+        if want("batch of 10 pings"):
+            batch_lines = [("POST", f"/v1/sessions/{sid}/pings", {**json_h, "Authorization": f"Bearer {token}"},
+                            ping_body(n, 10)) for n, (sid, token) in enumerate(fx.sessions[:1000])]
+            measure(run, "batch of 10 pings", api_url, batch_lines, tmp, unit=10)
+        if want("check-in"):
+            # Each (session, checkpoint) pair once, sessions interleaved so consecutive requests hit
+            # different rows: the first run must see only new check-ins (201), the repeat run replays
+            # exactly the ones the first run wrote and must get 200 with the same record.
+            checkins = [("POST", "/v1/checkins", {**json_h, "Authorization": f"Bearer {token}"},
+                         json.dumps({"token": qr, "session_id": sid}))
+                        for qr in fx.checkpoint_tokens for sid, token in fx.sessions]
+            first = measure(run, "check-in, first", api_url, checkins, tmp, warmup=False, expect=(201,),
+                            sequential=True)
+            written = first.statuses.get("201", 0)
+            # A few of the first run's requests were still in flight when wrk stopped; if the server
+            # dropped them they are new here (201). The statuses column shows how many.
+            measure(run, "check-in, repeat", api_url, checkins[:max(written, 1)], tmp, warmup=False,
+                    expect=(200, 201))
         bundle = f"/v1/routes/{fx.route_id}/bundle"
-        measure(run, "route bundle 200", api_url, [("GET", bundle, {"Accept-Encoding": "gzip"}, "")], tmp)
-        measure(run, "route bundle 304", api_url,
-                [("GET", bundle, {"Accept-Encoding": "gzip", "If-None-Match": fx.bundle_etag}, "")], tmp)
+        if want("bundle"):
+            measure(run, "route bundle 200", api_url, [("GET", bundle, {"Accept-Encoding": "gzip"}, "")], tmp)
+            measure(run, "route bundle 304", api_url,
+                    [("GET", bundle, {"Accept-Encoding": "gzip", "If-None-Match": fx.bundle_etag}, "")], tmp,
+                    expect=(304,))
         near = "/v1/pois?lon={}&lat={}&radius=500&limit=100"
-        measure(run, "POIs nearby 500 m, fixtures", api_url,
-                [("GET", near.format(*PINGJIANG), {"Accept-Encoding": "gzip"}, "")], tmp)
-        measure(run, "POIs nearby 500 m, synthetic city", api_url,
-                [("GET", near.format(CITY[0] + 0.001 * k, CITY[1] + 0.001 * k), {"Accept-Encoding": "gzip"}, "")
-                 for k in range(-10, 11)], tmp)
-        measure(run, "anchors nearby 200 m, synthetic city", api_url,
-                [("GET", f"/v1/anchors?lon={CITY[0] + 0.001 * k}&lat={CITY[1] + 0.001 * k}&radius=200&limit=100",
-                  {"Accept-Encoding": "gzip"}, "") for k in range(-10, 11)], tmp)
-        measure(run, "live summary", api_url,
-                [("GET", "/v1/live/summary", {"Authorization": f"Bearer {fx.operator}", "Accept-Encoding": "gzip"},
-                  "")], tmp)
+        if want("POIs nearby 500 m, fixtures"):
+            measure(run, "POIs nearby 500 m, fixtures", api_url,
+                    [("GET", near.format(*PINGJIANG), {"Accept-Encoding": "gzip"}, "")], tmp)
+        if want("POIs nearby 500 m, synthetic city"):
+            measure(run, "POIs nearby 500 m, synthetic city", api_url,
+                    [("GET", near.format(CITY[0] + 0.001 * k, CITY[1] + 0.001 * k), {"Accept-Encoding": "gzip"}, "")
+                     for k in range(-10, 11)], tmp)
+        if want("anchors nearby 200 m, synthetic city"):
+            measure(run, "anchors nearby 200 m, synthetic city", api_url,
+                    [("GET", f"/v1/anchors?lon={CITY[0] + 0.001 * k}&lat={CITY[1] + 0.001 * k}&radius=200&limit=100",
+                      {"Accept-Encoding": "gzip"}, "") for k in range(-10, 11)], tmp)
+        if want("live summary (8 connections)"):
+            # A handful of operators' consoles, not a crowd: 8 connections. With the synthetic city the
+            # answer lists 10,031 venues (1.4 MB of JSON, gzipped).
+            measure(run, "live summary (8 connections)", api_url,
+                    [("GET", "/v1/live/summary", {"Authorization": f"Bearer {fx.operator}", "Accept-Encoding": "gzip"},
+                      "")], tmp, connections=min(8, run.connections))
         run.extra["api_rss_mb"] = max(rss_mb(pid) for pid in api.worker_pids())
         print(f"  API worker resident memory: {run.extra['api_rss_mb']:.0f} MB", flush=True)
         api.stop()
         procs.remove(api)
 
-        print("geofence index in process ...", flush=True)
-        run.extra["index"] = geofence_index_numbers()
-        print("Redis memory per active session ...", flush=True)
-        run.extra["redis_bytes_per_session"] = await redis_bytes_per_session(redis_url)
-        print(f"  {run.extra['redis_bytes_per_session']:.0f} bytes per session", flush=True)
+        if want("geofence index"):
+            print("geofence index in process ...", flush=True)
+            run.extra["index"] = geofence_index_numbers()
+        if want("redis memory"):
+            print("Redis memory per active session ...", flush=True)
+            run.extra["redis_bytes_per_session"] = await redis_bytes_per_session(redis_url)
+            print(f"  {run.extra['redis_bytes_per_session']:.0f} bytes per session", flush=True)
 
-        print("2 workers, one Redis ...", flush=True)
-        api2 = Proc([sys.executable, "-m", "tourapi", "serve", "--port", str(api_port), "--workers", "2"], env,
-                    tmp / "api2.log")
-        procs.append(api2)
-        await wait_ready(api_url, "/readyz", api2)
-        await asyncio.sleep(3)  # leader election
-        measure(run, "single ping, 2 workers", api_url, ping_lines, tmp)
-        run.extra["multi_worker"] = await multi_worker_checks(api_url, fx.operator)
-        print(f"  {run.extra['multi_worker']}", flush=True)
+        if want("2 workers"):
+            print("2 workers, one Redis ...", flush=True)
+            api2 = Proc([sys.executable, "-m", "tourapi", "serve", "--port", str(api_port), "--workers", "2"], env,
+                        tmp / "api2.log")
+            procs.append(api2)
+            await wait_ready(api_url, "/readyz", api2)
+            await asyncio.sleep(3)  # leader election
+            measure(run, "single ping, 2 workers", api_url, ping_lines, tmp)
+            run.extra["multi_worker"] = await multi_worker_checks(api_url, fx.operator, api2)
+            print(f"  {run.extra['multi_worker']}", flush=True)
     finally:
+        run.extra["load_after"] = os.getloadavg()
         for proc in reversed(procs):
             proc.stop()
         shutil.rmtree(tmp, ignore_errors=True)
@@ -499,37 +618,39 @@ def report(run: Run) -> str:
     }
     lines = [
         START,
-        f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} with `python -m bench.run` "
+        (f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} with `python -m bench.run` "
         f"({run.duration} s per scenario after a 2 s warm-up, {run.connections} connections, wrk with 1 thread; "
         "API and baselines on granian with 1 worker unless stated; PostgreSQL + PostGIS and a private Redis "
-        "on this machine).",
+        "on this machine)."),
         "",
-        f"Machine: {machine()}.",
+        (f"Machine: {machine()}. Load average (1 min) {run.extra['load_before'][0]:.1f} at the start and "
+        f"{run.extra['load_after'][0]:.1f} at the end: the 2 cores were shared with other work."),
         "",
-        "| scenario | req/s | items/s | × hello | × redis floor | p50 ms | p99 ms | errors | target |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| scenario | req/s | items/s | × hello | × redis floor | p50 ms | p99 ms | errors | statuses | target |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---|---|",
     ]
     for name, res in r.items():
         target, ok = targets.get(name, ("", None))
         mark = "" if ok is None else (" ✅" if ok else " ❌")
         lines.append(
             f"| {name} | {res.rps:,.0f} | {res.rps * res.unit:,.0f} | {res.rps / hello:.2f} | {res.rps / floor:.2f} "
-            f"| {res.p50_ms:.2f} | {res.p99_ms:.2f} | {res.errors} | {target}{mark} |"
+            f"| {res.p50_ms:.2f} | {res.p99_ms:.2f} | {res.errors} "
+            f"| {', '.join(f'{k}: {v:,}' for k, v in res.statuses.items())} | {target}{mark} |"
         )
     p99_ok = single.p99_ms < 25
     lines += [
         "",
-        f"- Ping p99 at {run.connections} connections: {single.p99_ms:.1f} ms (target < 25 ms) "
-        f"{'✅' if p99_ok else '❌'}.",
-        f"- Redis memory per active session (started, one ping inside a venue; INFO used_memory over 10,000 "
+        (f"- Ping p99 at {run.connections} connections: {single.p99_ms:.1f} ms (target < 25 ms) "
+        f"{'✅' if p99_ok else '❌'}."),
+        (f"- Redis memory per active session (started, one ping inside a venue; INFO used_memory over 10,000 "
         f"sessions): {run.extra['redis_bytes_per_session']:.0f} bytes (target ≤ 2,048) "
-        f"{'✅' if run.extra['redis_bytes_per_session'] <= 2048 else '❌'}.",
-        f"- API worker resident memory after the run (fixtures + 10,000 synthetic POIs in the geofence index): "
-        f"{run.extra['api_rss_mb']:.0f} MB.",
+        f"{'✅' if run.extra['redis_bytes_per_session'] <= 2048 else '❌'}."),
+        (f"- API worker resident memory after the run (fixtures + 10,000 synthetic POIs in the geofence index): "
+        f"{run.extra['api_rss_mb']:.0f} MB."),
         "",
-        "Geofence index, in process (synthetic polygons 20-35 m across on a 90 m grid; random points over the "
+        ("Geofence index, in process (synthetic polygons 20-35 m across on a 90 m grid; random points over the "
         "grid; single lookups call `GeofenceIndex.containing`, batches call `classify` with 100 points as a "
-        "ping batch does):",
+        "ping batch does):"),
         "",
         "| polygons | build (rebuild) s | single lookups/s | points/s in batches of 100 | target |",
         "|---:|---:|---:|---:|---|",
@@ -543,11 +664,13 @@ def report(run: Run) -> str:
     mw = run.extra["multi_worker"]
     lines += [
         "",
-        f"Two workers against one Redis: {mw['sessions']} visitors entered the Lion Grove through requests spread "
+        (f"Two workers against one Redis: {mw['sessions']} visitors entered the Lion Grove through requests spread "
         f"over both workers; the live count rose by {mw['occupancy_delta']} "
-        f"({'exact' if mw['occupancy_delta'] == mw['sessions'] else 'NOT exact'}), and "
-        f"{'all four' if mw['sse_clients_served'] else 'NOT all'} SSE clients (connections spread over the workers) "
-        "received the resulting occupancy event.",
+        f"({'exact' if mw['occupancy_delta'] == mw['sessions'] else 'NOT exact'}); worker CPU seconds spent "
+        f"meanwhile: {' and '.join(str(c) for c in mw['cpu_s_per_worker'])}. "
+        f"{mw['sse_served']} of {mw['sse_clients']} SSE clients, their streams held "
+        f"{' and '.join(str(n) for n in mw['streams_per_worker'])} by the two workers, received the resulting "
+        "occupancy event."),
         END,
     ]
     return "\n".join(lines)
@@ -567,8 +690,16 @@ if __name__ == "__main__":
     parser.add_argument("--duration", type=int, default=10, help="seconds per scenario")
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--no-write", action="store_true", help="print the table only")
+    parser.add_argument("--reuse-db", action="store_true",
+                        help="keep the benchmark database if it is already seeded (faster repeat runs)")
+    parser.add_argument("--only", help="regular expression: run only the scenarios whose name matches "
+                        "(baselines always run; implies --no-write)")
+    parser.add_argument("--pause", action="store_true",
+                        help="start everything, print the URLs and wait (to profile the API by hand)")
     arguments = parser.parse_args()
     result = asyncio.run(main(arguments))
+    if arguments.only or arguments.pause:
+        sys.exit(0)
     table = report(result)
     print(table)
     if not arguments.no_write:

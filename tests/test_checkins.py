@@ -21,7 +21,7 @@ import redis.asyncio as aioredis
 import redis.exceptions
 import shapely
 from click.testing import CliRunner
-from conftest import SECRET, lifespan
+from conftest import lifespan, settings_env
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from sqlalchemy import func, select
@@ -29,7 +29,6 @@ from sqlalchemy import func, select
 from tourapi.app import create_app
 from tourapi.cli import main
 from tourapi.db.models import Checkin, OccupancySnapshot
-from tourapi.web import ratelimit
 from tourapi.domain.checkins.counters import rebuild_night, repair_uncounted
 from tourapi.domain.checkins.services import CheckinService
 from tourapi.geo.crs import wgs84_to_gcj02
@@ -39,6 +38,7 @@ from tourapi.runtime import Runtime
 from tourapi.security.keys import retire, rotate
 from tourapi.settings import DEFAULT_FIXTURES
 from tourapi.timeutil import TZ, night_of
+from tourapi.web import ratelimit
 
 POIS = {f["properties"]["id"]: f for f in json.loads((DEFAULT_FIXTURES / "pois.geojson").read_text())["features"]}
 FIXTURE_CHECKPOINTS = json.loads((DEFAULT_FIXTURES / "checkpoints.json").read_text())["checkpoints"]
@@ -655,15 +655,8 @@ async def test_live_rebuild_command(client, auth, runtime, settings, backend) ->
     await check_in(client, sid, headers, token=token_of(gate), expect=201)
     night = night_of(datetime.now(UTC))
     await flush_namespace(runtime)
-    env = {
-        "TOURAPI_DATABASE_URL": settings.database_url,
-        "TOURAPI_REDIS_URL": settings.redis_url or "",
-        "TOURAPI_REDIS_NAMESPACE": settings.redis_namespace,
-        "TOURAPI_SECRET_KEY": SECRET,
-        "TOURAPI_LOG_LEVEL": "WARNING",
-    }
+    env = settings_env(settings)
     if backend == "embedded":
-        env.pop("TOURAPI_REDIS_URL")
         result = await asyncio.to_thread(CliRunner().invoke, main, ["live", "rebuild"], env=env)
         assert result.exit_code != 0 and "shared Redis" in result.output
         return

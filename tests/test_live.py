@@ -12,8 +12,8 @@ from datetime import UTC, datetime
 
 import httpx
 import shapely
-
 from test_sessions import CENTRE, LION, away, ping, send, start
+
 from tourapi.domain.live import services as live_services
 from tourapi.geo.index import FenceSource, GeofenceIndex
 from tourapi.timeutil import night_of
@@ -170,7 +170,7 @@ def round_trips(redis) -> Iterator[list[str]]:
 
         async def counted_execute(*a, **k):
             if _counting.get():
-                sent.append(f"pipeline of {len(pipe.command_stack)}")
+                sent.append(f"pipeline of {len(pipe)}")
             return await execute(*a, **k)
 
         pipe.execute = counted_execute

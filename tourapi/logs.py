@@ -27,6 +27,7 @@ _SECRETS = (
     (re.compile(r"\beyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*"), "<jwt redacted>"),
 )
 access_log = structlog.get_logger("tourapi.access")
+_access_logger = logging.getLogger("tourapi.access")
 
 
 def configure_logging(settings: Settings) -> None:
@@ -103,11 +104,14 @@ class RequestIdMiddleware:
         try:
             await self.app(scope, receive, send_with_id)
         finally:
-            route = scope.get("path_template") or scope.get("path", "")
-            access_log.info(
-                "request",
-                method=scope["method"],
-                route=route,
-                status=status,
-                ms=round((time.perf_counter() - started) * 1000, 2),
-            )
+            # Cheap level check first: structlog would run its whole processor chain (time stamp,
+            # context merge) before the stdlib logger drops the line.
+            if _access_logger.isEnabledFor(logging.INFO):
+                route = scope.get("path_template") or scope.get("path", "")
+                access_log.info(
+                    "request",
+                    method=scope["method"],
+                    route=route,
+                    status=status,
+                    ms=round((time.perf_counter() - started) * 1000, 2),
+                )

@@ -12,9 +12,10 @@ ping is outside the widened fence, so GPS jitter at the boundary cannot flap.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 import shapely
@@ -96,19 +97,27 @@ class GeofenceIndex:
     def containing(self, lon: float, lat: float) -> list[str]:
         """POI ids whose geofence contains the point (boundary counts as inside), sorted."""
         hits = self._fence_tree.query(shapely.Point(lon, lat), predicate="intersects")
-        return sorted(self.ids[i] for i in hits)
+        return sorted(self.ids[i] for i in hits.tolist())
 
     def classify(self, lons: np.ndarray, lats: np.ndarray) -> tuple[list[set[int]], list[set[int]]]:
         """For a batch of points: fence indices strictly inside, and inside the widened fence."""
-        points = shapely.points(np.column_stack((lons, lats)))
-        inside: list[set[int]] = [set() for _ in range(len(points))]
-        near: list[set[int]] = [set() for _ in range(len(points))]
-        if len(self.ids):
-            for p, f in self._fence_tree.query(points, predicate="intersects").T:
-                inside[p].add(int(f))
-            for p, f in self._outer_tree.query(points, predicate="intersects").T:
-                near[p].add(int(f))
+        lons, lats = np.asarray(lons, float), np.asarray(lats, float)
+        inside = self._hits(self._fence_tree, self.fences, lons, lats)
+        near = self._hits(self._outer_tree, self.outer, lons, lats)
         return inside, near
+
+    def _hits(self, tree: STRtree, geoms: np.ndarray, lons: np.ndarray, lats: np.ndarray) -> list[set[int]]:
+        """Per point, the indices of ``geoms`` that intersect it: the tree's bounding-box query for all
+        points at once, then the exact test on the (prepared) candidates with ``intersects_xy``, which
+        needs no Point objects."""
+        out: list[set[int]] = [set() for _ in range(len(lons))]
+        if not len(self.ids) or not len(lons):
+            return out
+        points, fences = tree.query(shapely.points(lons, lats))
+        keep = shapely.intersects_xy(geoms[fences], lons[points], lats[points])
+        for p, f in zip(points[keep].tolist(), fences[keep].tolist()):
+            out[p].add(f)
+        return out
 
     def nearest_circles(self, lon: float, lat: float) -> list[Circle]:
         """Every fence as its minimum enclosing circle, nearest edge first."""

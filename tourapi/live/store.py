@@ -7,10 +7,8 @@ aggregates run in background jobs (tourapi/live/jobs.py).
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
-import json
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -18,6 +16,7 @@ from datetime import date
 from importlib import resources
 from typing import Any
 
+import msgspec
 import redis.asyncio as aioredis
 
 from tourapi.live.keys import LiveKeys, install_hash
@@ -26,6 +25,9 @@ from tourapi.timeutil import night_of
 
 COUNTER_TTL_S = 3 * 86400  # nightly counters outlive their night by two days (operators' "last night")
 SESSION_HASH_GRACE_S = 3600  # the hash outlives its expiry so the sweeper can always close its visits
+VISITOR_TOKEN_CACHE = 100_000
+_encode = msgspec.json.Encoder()
+_decode = msgspec.json.Decoder()
 
 
 def _lua(name: str) -> str:
@@ -89,10 +91,8 @@ class LiveStore:
         self._ping = redis.register_script(_lua("ping.lua"))
         self._leave = redis.register_script(_lua("leave.lua"))
         self._checkin = redis.register_script(_lua("checkin.lua"))
-        # PFCOUNT of several keys of one shard in one call (a multi-key PFCOUNT would merge them).
-        self._pfcounts = redis.register_script(
-            "local n = {} for i, key in ipairs(KEYS) do n[i] = redis.call('PFCOUNT', key) end return n"
-        )
+        # HMAC per (install, night) is the same on every ping of the night: remember the recent ones.
+        self._visitor_tokens: dict[tuple[str, str], str] = {}
 
     # ---- sessions --------------------------------------------------------------------------------------------
 
@@ -102,8 +102,14 @@ class LiveStore:
     def visitor_token(self, install_hash: str, night: str) -> str:
         # Unique-visitor sketches count a per-night keyed token, which cannot be linked across nights
         # or back to an install without the server secret.
-        message = f"visitor:{night}:{install_hash}".encode()
-        return hmac.new(self._secret.encode(), message, hashlib.sha256).hexdigest()[:16]
+        token = self._visitor_tokens.get((install_hash, night))
+        if token is None:
+            message = f"visitor:{night}:{install_hash}".encode()
+            token = hmac.new(self._secret.encode(), message, hashlib.sha256).hexdigest()[:16]
+            if len(self._visitor_tokens) >= VISITOR_TOKEN_CACHE:
+                self._visitor_tokens.clear()  # cheap bound; a miss only costs one HMAC
+            self._visitor_tokens[(install_hash, night)] = token
+        return token
 
     async def start_session(
         self, ihash: str, route_id: str | None, locale: str, now: float, hard_end: float
@@ -179,7 +185,7 @@ class LiveStore:
         }
         keys = [k.session(shard, sid), k.occupancy(shard), k.presence(shard), k.active(shard), k.transitions(shard)]
         keys += [install_limit_key] + ([route_key] if route_key else []) + list(entries.values()) + list(hll.values())
-        raw = json.loads(await self._ping(keys=keys, args=[json.dumps(payload, separators=(",", ":"))]))
+        raw = _decode.decode(await self._ping(keys=keys, args=[_encode.encode(payload)]))
         if isinstance(raw, dict) and raw.get("error") == "session_not_found":
             raise SessionNotFound(sid)
         if isinstance(raw, dict) and raw.get("error") == "session_expired":
@@ -321,17 +327,15 @@ class LiveStore:
             for poi in set(entries) | {f for f in checkins if "|" not in f}:
                 touched.append((shard, poi))
         if touched:
-            by_shard: dict[int, list[str]] = defaultdict(list)
+            # One pipelined round trip of single-key PFCOUNTs (a multi-key PFCOUNT would merge the
+            # sketches; a cluster pipeline sends each to its node).
+            pipe = self.redis.pipeline(transaction=False)
             for shard, poi in touched:
-                by_shard[shard].append(poi)
-            # One script call per shard, concurrently (Redis Cluster refuses scripts in pipelines).
-            results = await asyncio.gather(
-                *(self._pfcounts(keys=[k.visitors(shard, night, poi) for poi in pois]) for shard, pois in by_shard.items())
-            )
+                # execute_command: redis-py refuses ``pfcount`` in cluster pipelines (it may be multi-key).
+                pipe.execute_command("PFCOUNT", k.visitors(shard, night, poi))
             # Visitors are partitioned by install across shards, so per-shard counts add up.
-            for (_shard, pois), counts in zip(by_shard.items(), results):
-                for poi, n in zip(pois, counts):
-                    counters[poi]["unique"] += int(n)
+            for (_shard, poi), n in zip(touched, await pipe.execute()):
+                counters[poi]["unique"] += int(n)
         return dict(counters)
 
     # ---- aggregates ------------------------------------------------------------------------------------------

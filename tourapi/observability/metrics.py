@@ -94,8 +94,13 @@ def mint_scrape_token(runtime: Runtime, days: int) -> tuple[str, datetime]:
     )
 
 
-def scrape_token_only_for_metrics(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
-    """App-level guard: a scrape token opens /metrics and nothing else."""
+async def scrape_token_only_for_metrics(
+    connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler
+) -> None:
+    """App-level guard: a scrape token opens /metrics and nothing else.
+
+    Async on purpose: Litestar runs a sync guard in a worker thread, and this one runs on every request.
+    """
     extras = getattr(connection.scope.get("auth"), "extras", None)
     if isinstance(extras, dict) and extras.get("scope") == SCRAPE_SCOPE and not handler.opt.get(SCRAPE_OPT):
         raise PermissionDeniedException("a metrics scrape token is only valid for GET /metrics")

@@ -9,6 +9,7 @@ Output forms (see docs/api.md, section "AR anchors"):
 
 from __future__ import annotations
 
+import functools
 import importlib
 import math
 import re
@@ -328,6 +329,8 @@ class AnchorService:
 
     async def nearby(self, near: Near, moment: datetime, paging: Paging) -> Page:
         """Anchors within ``near`` whose schedule is on at ``moment``, nearest first."""
+        # Many anchors share a schedule: evaluate each distinct one once per request.
+        open_at = functools.lru_cache(maxsize=None)(lambda schedule: parse_schedule(schedule).is_open(moment))
         stmt = (
             select(Anchor)
             .join(Poi, Poi.id == Anchor.poi_id)
@@ -341,7 +344,7 @@ class AnchorService:
             SpatialQuery(near=near),
             limit=paging.limit,
             offset=paging.offset,
-            keep=lambda anchor: parse_schedule(anchor.schedule).is_open(moment),
+            keep=lambda anchor: open_at(anchor.schedule),
         )
 
     async def for_poi(self, poi_id: str) -> list[Anchor]:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import weakref
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, time, timedelta
+from types import SimpleNamespace
 from typing import Any
 
 import msgspec
@@ -12,6 +15,7 @@ import shapely
 from shapely.geometry.base import BaseGeometry
 from shapely.ops import nearest_points
 from sqlalchemy import Select, select
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tourapi.db.base import utcnow
@@ -22,7 +26,15 @@ from tourapi.domain.pois.schemas import GeoJsonGeometry, Media, PoiCreate, PoiPa
 from tourapi.errors import Conflict, NotFound, Unprocessable
 from tourapi.geo.backend import Near, SpatialColumns, SpatialQuery
 from tourapi.geo.crs import Crs, geometry_from_wgs84, geometry_to_wgs84
-from tourapi.geo.geometry import GeometryError, haversine_m, local_metric, parse_geojson, to_geojson
+from tourapi.geo.geometry import (
+    GeometryError,
+    degrees_for_metres,
+    haversine_m,
+    haversine_many,
+    local_metric,
+    parse_geojson,
+    to_geojson,
+)
 from tourapi.i18n import check_texts, pick
 from tourapi.runtime import Runtime
 from tourapi.timeutil import TZ, parse_schedule
@@ -68,15 +80,35 @@ def geometry_out(geom: BaseGeometry, crs: Crs) -> dict[str, Any]:
     return to_geojson(geom if crs is Crs.WGS84 else geometry_from_wgs84(geom, crs))
 
 
+# expression -> (computed at, valid until, {"open_now", "next_change"}). The state holds from the moment
+# it was computed until its next change, so later moments of the same local day reuse it.
+_OPENING: dict[str, tuple[datetime, datetime, dict[str, Any]]] = {}
+_FEATURE_PARTS: dict[tuple[Any, ...], tuple[dict[str, Any], dict[str, Any], dict[str, Any]]] = {}
+CACHE_LIMIT = 50_000
+_POI_KEYS = tuple(attr.key for attr in sa_inspect(Poi).column_attrs)
+
+
 def opening_state(poi: Poi, moment: datetime) -> dict[str, Any]:
     if not poi.opening_hours:
         return {"open_now": None, "next_change": None}
+    cached = _OPENING.get(poi.opening_hours)
+    if cached is not None and cached[0] <= moment < cached[1]:
+        return cached[2]
     schedule = parse_schedule(poi.opening_hours)
     change = schedule.next_change(moment)
-    return {
+    state = {
         "open_now": schedule.state(moment),
         "next_change": change.astimezone(TZ).isoformat() if change else None,
     }
+    if change is not None:
+        # Same local day only: schedules with public holidays are evaluated in windows that start
+        # at the moment's date, so another date may see a different window.
+        local = moment.astimezone(TZ)
+        day_end = datetime.combine(local.date() + timedelta(days=1), time(0), TZ)
+        if len(_OPENING) >= CACHE_LIMIT:
+            _OPENING.clear()
+        _OPENING[poi.opening_hours] = (moment, min(change, day_end), state)
+    return state
 
 
 def tombstone(poi: Poi) -> dict[str, Any]:
@@ -103,16 +135,34 @@ def poi_feature(
 ) -> dict[str, Any]:
     if poi.deleted_at is not None:
         return tombstone(poi)
+    head, tail, geometry = _feature_parts(poi, chain, crs, with_geofence)
+    props: dict[str, Any] = {**head, **opening_state(poi, moment), **tail}
+    if distance_m is not None:
+        props["distance_m"] = round(distance_m, 1)
+    return {"type": "Feature", "id": poi.id, "geometry": geometry, "properties": props}
+
+
+def _feature_parts(
+    poi: Poi, chain: tuple[str, ...], crs: Crs, with_geofence: bool
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """The parts of a feature that only change with the row: cached per row version (sync_seq and
+    updated_at change on every write), language chain and crs. Geometry serialisation and the
+    language pick are most of a feature's cost."""
+    key = (poi.id, poi.sync_seq, poi.updated_at, chain, crs, with_geofence)
+    parts = _FEATURE_PARTS.get(key)
+    if parts is not None:
+        return parts
     name, lang = pick(poi.name, chain)
     description, _ = pick(poi.description, chain)
-    props: dict[str, Any] = {
+    head = {
         "category": poi.category,
         "name": name,
         "description": description,
         "lang": lang,
         "i18n": {"name": poi.name, "description": poi.description},
         "opening_hours": poi.opening_hours,
-        **opening_state(poi, moment),
+    }
+    tail: dict[str, Any] = {
         "capacity": poi.capacity,
         "dwell_threshold_s": poi.dwell_threshold_s,
         "interest": poi.interest,
@@ -123,10 +173,77 @@ def poi_feature(
         "deleted": False,
     }
     if with_geofence:
-        props["geofence"] = geometry_out(poi.geofence, crs)
-    if distance_m is not None:
-        props["distance_m"] = round(distance_m, 1)
-    return {"type": "Feature", "id": poi.id, "geometry": geometry_out(poi.location, crs), "properties": props}
+        tail["geofence"] = geometry_out(poi.geofence, crs)
+    parts = (head, tail, geometry_out(poi.location, crs))
+    if len(_FEATURE_PARTS) >= CACHE_LIMIT:
+        _FEATURE_PARTS.clear()
+    _FEATURE_PARTS[key] = parts
+    return parts
+
+
+class LiveCatalog:
+    """Every live POI in memory, current for the catalogue change sequence this worker last saw
+    (``Runtime.catalog_seq``: after a local write at once, after another worker's within a poll
+    interval, like the geofence index). Nearby lists are answered from it with the same sphere,
+    radius test and order (distance, then id) as PostGIS's ST_DWithin/ST_Distance on geography, so
+    the hot read costs no database round trip, no WKB or JSON parsing and no ORM state.
+
+    Rows are read-only copies of every column. After the first full load only rows whose sync_seq
+    moved are read again (the sequence is taken under a row lock, so every number up to a committed
+    version is committed).
+    """
+
+    def __init__(self) -> None:
+        self.version = -1
+        self.rows: dict[str, SimpleNamespace] = {}
+        self._lock = asyncio.Lock()
+        self._ordered: list[SimpleNamespace] = []
+        self._lons = np.zeros(0)
+        self._lats = np.zeros(0)
+
+    async def current(self, session: AsyncSession, version: int) -> LiveCatalog:
+        if self.version == version:
+            return self
+        async with self._lock:
+            if self.version == version:
+                return self
+            stmt = select(Poi) if self.version < 0 else select(Poi).where(Poi.sync_seq > self.version)
+            for poi in (await session.scalars(stmt)).all():
+                if poi.deleted_at is None:
+                    self.rows[poi.id] = SimpleNamespace(**{key: getattr(poi, key) for key in _POI_KEYS})
+                else:
+                    self.rows.pop(poi.id, None)
+            self._ordered = [self.rows[poi_id] for poi_id in sorted(self.rows)]
+            self._lons = np.array([row.lon for row in self._ordered], dtype=float)
+            self._lats = np.array([row.lat for row in self._ordered], dtype=float)
+            self.version = version
+        return self
+
+    def nearby(
+        self, near: Near, category: str | None, limit: int, offset: int
+    ) -> tuple[list[Any], list[float | None], bool]:
+        dlon, dlat = degrees_for_metres(near.radius_m, near.lat)
+        boxed = np.flatnonzero(
+            (np.abs(self._lats - near.lat) <= dlat) & (np.abs(self._lons - near.lon) <= dlon)
+        )
+        metres = haversine_many(self._lons[boxed], self._lats[boxed], near.lon, near.lat)
+        found = sorted(
+            (float(d), self._ordered[i].id, i)
+            for i, d in zip(boxed.tolist(), metres.tolist())
+            if d <= near.radius_m and (category is None or self._ordered[i].category == category)
+        )
+        window = found[offset:offset + limit]
+        return [self._ordered[i] for _, _, i in window], [d for d, _, _ in window], len(found) > offset + limit
+
+
+_CATALOGS: weakref.WeakKeyDictionary[Runtime, LiveCatalog] = weakref.WeakKeyDictionary()
+
+
+def catalog_of(runtime: Runtime) -> LiveCatalog:
+    catalog = _CATALOGS.get(runtime)
+    if catalog is None:
+        catalog = _CATALOGS[runtime] = LiveCatalog()
+    return catalog
 
 
 class PoiService:
@@ -158,6 +275,12 @@ class PoiService:
                     bool(poi.opening_hours) and parse_schedule(poi.opening_hours).is_open(moment)
                 )
             )
+        if (
+            keep is None and query.near is not None and query.bbox is None and query.updated_since is None
+            and columns is POI_COLUMNS and self.runtime.catalog_seq >= 0
+        ):
+            catalog = await catalog_of(self.runtime).current(self.session, self.runtime.catalog_seq)
+            return catalog.nearby(query.near, query.category, paging.limit, paging.offset)
         page = await self.runtime.spatial.fetch(
             self.session,
             self._select(query),
