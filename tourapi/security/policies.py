@@ -42,7 +42,8 @@ ALLOWED_ROLES: dict[Policy, frozenset[Role]] = {
 def _guard_for(policy: Policy, venue_param: str | None) -> Any:
     allowed = ALLOWED_ROLES[policy]
 
-    def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+    # async: Litestar runs a sync guard in the thread pool, a thread hop on every request.
+    async def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
         principal = connection.scope.get("user")
         if not isinstance(principal, Principal) or principal.role not in allowed:
             raise PermissionDeniedException(

