@@ -14,7 +14,9 @@ from litestar import Litestar, get
 
 def app_factory() -> Litestar:
     # The same pool bound as the API (tourapi.runtime.make_redis): 100, the default, is too few at 128 connections.
-    client = aioredis.Redis.from_url(os.environ["BENCH_REDIS_URL"], decode_responses=True, max_connections=256)
+    client = aioredis.Redis.from_url(
+        os.environ["BENCH_REDIS_URL"], decode_responses=True, max_connections=256
+    )
 
     @get("/hello")
     async def hello() -> dict[str, str]:

@@ -38,7 +38,9 @@ from urllib.parse import urlparse
 import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
-ADMIN_URL = os.environ.get("TOURAPI_BENCH_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres")
+ADMIN_URL = os.environ.get(
+    "TOURAPI_BENCH_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
+)
 SECRET = "bench-" + "s" * 40
 DATABASE = "tourapi_bench"
 LION = (120.625045, 31.3231)  # inside the Lion Grove Garden
@@ -85,8 +87,9 @@ class Run:
 class Proc:
     def __init__(self, args: list[str], env: dict[str, str], log: Path, cwd: Path = ROOT) -> None:
         self.log = log.open("w")
-        self.p = subprocess.Popen(args, env=env, cwd=cwd, stdout=self.log, stderr=subprocess.STDOUT,
-                                  start_new_session=True)
+        self.p = subprocess.Popen(
+            args, env=env, cwd=cwd, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True
+        )
 
     def stop(self) -> None:
         if self.p.poll() is None:
@@ -125,22 +128,30 @@ async def wait_ready(url: str, path: str, proc: Proc) -> None:
 
 def api_env(redis_url: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TOURAPI_")}
-    env.update({
-        "TOURAPI_DATABASE_URL": db_url(DATABASE),
-        "TOURAPI_REDIS_URL": redis_url,
-        "TOURAPI_SECRET_KEY": SECRET,
-        "TOURAPI_LOG_LEVEL": "WARNING",
-        "TOURAPI_LOG_FORMAT": "json",
-        "TOURAPI_RATE_LIMIT_SCALE": "10000",  # load comes from one address and a few installs
-        "TOURAPI_DB_POOL_SIZE": "20",
-        "BENCH_REDIS_URL": redis_url,
-    })
+    env.update(
+        {
+            "TOURAPI_DATABASE_URL": db_url(DATABASE),
+            "TOURAPI_REDIS_URL": redis_url,
+            "TOURAPI_SECRET_KEY": SECRET,
+            "TOURAPI_LOG_LEVEL": "WARNING",
+            "TOURAPI_LOG_FORMAT": "json",
+            "TOURAPI_RATE_LIMIT_SCALE": "10000",  # load comes from one address and a few installs
+            "TOURAPI_DB_POOL_SIZE": "20",
+            "BENCH_REDIS_URL": redis_url,
+        }
+    )
     return env
 
 
 def tourapi_cli(*args: str, env: dict[str, str], stdin: str | None = None) -> str:
-    done = subprocess.run([sys.executable, "-m", "tourapi", *args], env=env, input=stdin, capture_output=True,
-                          text=True, cwd=ROOT)
+    done = subprocess.run(
+        [sys.executable, "-m", "tourapi", *args],
+        env=env,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
     if done.returncode:
         raise RuntimeError(f"tourapi {' '.join(args)} failed:\n{done.stderr}")
     return done.stdout
@@ -184,8 +195,11 @@ class Fixtures:
 
 async def gather_fixtures(base: str, sessions: int) -> Fixtures:
     async with httpx.AsyncClient(base_url=base, timeout=30) as http:
+
         async def login(user: str) -> str:
-            response = await http.post("/v1/auth/token", json={"username": user, "password": "bench-password-123"})
+            response = await http.post(
+                "/v1/auth/token", json={"username": user, "password": "bench-password-123"}
+            )
             return response.json()["access_token"]
 
         admin, operator = await login("bench-admin"), await login("bench-operator")
@@ -201,10 +215,17 @@ async def gather_fixtures(base: str, sessions: int) -> Fixtures:
         pois = (await http.get("/v1/pois", params={"bbox": SUZHOU_BBOX, "limit": 500})).json()["features"]
         tokens = []  # checkpoints that need no position (a proximity rule would refuse a bare scan)
         for poi in pois:
-            listed = (await http.get(f"/v1/pois/{poi['id']}/checkpoints", headers={"Authorization": f"Bearer {admin}"})).json()
+            listed = (
+                await http.get(
+                    f"/v1/pois/{poi['id']}/checkpoints", headers={"Authorization": f"Bearer {admin}"}
+                )
+            ).json()
             items = listed if isinstance(listed, list) else listed.get("checkpoints", listed.get("items", []))
-            tokens += [item["url"].rsplit("/", 1)[1] for item in items
-                       if item.get("active", True) and not item.get("require_proximity")]
+            tokens += [
+                item["url"].rsplit("/", 1)[1]
+                for item in items
+                if item.get("active", True) and not item.get("require_proximity")
+            ]
         routes = (await http.get("/v1/routes")).json()
         route_items = routes if isinstance(routes, list) else routes.get("routes", routes.get("features", []))
         route_id = route_items[0]["id"]
@@ -233,16 +254,32 @@ def ping_body(n: int, batch: int) -> str:
 # ---- load --------------------------------------------------------------------------------------------------
 
 
-def wrk(url: str, requests_file: Path | None, duration: int, connections: int,
-        sequential: bool = False, delay_ms: float | None = None) -> dict[str, Any]:
+def wrk(
+    url: str,
+    requests_file: Path | None,
+    duration: int,
+    connections: int,
+    sequential: bool = False,
+    delay_ms: float | None = None,
+) -> dict[str, Any]:
     env = {**os.environ, "BENCH_SEQUENTIAL": "1" if sequential else "0"}
     if delay_ms is not None:
         env["BENCH_DELAY_MS"] = str(int(delay_ms))
     if requests_file is not None:
         env["BENCH_REQUESTS"] = str(requests_file)
     script = str(ROOT / "bench" / "wrk" / "replay.lua")
-    command = ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--timeout", "5s", "--latency", "-s", script,
-               url]
+    command = [
+        "wrk",
+        "-t1",
+        f"-c{connections}",
+        f"-d{duration}s",
+        "--timeout",
+        "5s",
+        "--latency",
+        "-s",
+        script,
+        url,
+    ]
     out = subprocess.run(command, env=env, capture_output=True, text=True).stdout
     match = re.search(r"RESULT (\{.*\})", out)
     if not match:
@@ -250,9 +287,18 @@ def wrk(url: str, requests_file: Path | None, duration: int, connections: int,
     return json.loads(match.group(1))
 
 
-def measure(run: Run, name: str, url: str, lines: list[tuple[str, str, dict[str, str], str]], tmp: Path,
-            unit: float = 1.0, warmup: bool = True, expect: tuple[int, ...] = (200,),
-            sequential: bool = False, connections: int | None = None) -> Result:
+def measure(
+    run: Run,
+    name: str,
+    url: str,
+    lines: list[tuple[str, str, dict[str, str], str]],
+    tmp: Path,
+    unit: float = 1.0,
+    warmup: bool = True,
+    expect: tuple[int, ...] = (200,),
+    sequential: bool = False,
+    connections: int | None = None,
+) -> Result:
     """Drive ``lines`` with wrk; any status outside ``expect`` (and any socket error or timeout) is an error."""
     path = write_requests(tmp / f"{re.sub(r'[^a-z0-9]+', '-', name.lower())}.tsv", lines)
     connections = connections or run.connections
@@ -263,13 +309,23 @@ def measure(run: Run, name: str, url: str, lines: list[tuple[str, str, dict[str,
     unexpected = sum(n for status, n in statuses.items() if int(status) not in expect)
     good = raw["requests"] - unexpected
     # Rates count expected answers only: an error page must not look like throughput.
-    result = Result(name, good / (raw["duration_us"] / 1e6), raw["p50_us"] / 1000, raw["p90_us"] / 1000,
-                    raw["p99_us"] / 1000, raw["socket_errors"] + unexpected, unit, statuses)
+    result = Result(
+        name,
+        good / (raw["duration_us"] / 1e6),
+        raw["p50_us"] / 1000,
+        raw["p90_us"] / 1000,
+        raw["p99_us"] / 1000,
+        raw["socket_errors"] + unexpected,
+        unit,
+        statuses,
+    )
     run.results[name] = result
     shown = ", ".join(f"{k}: {v}" for k, v in statuses.items())
-    print(f"  {name:<42} {result.rps:>9.0f} req/s  p50 {result.p50_ms:6.2f} ms  p99 {result.p99_ms:7.2f} ms"
-          f"  errors {result.errors} (socket {raw['socket_errors']}, timeouts {raw['timeouts']}; {shown})",
-          flush=True)
+    print(
+        f"  {name:<42} {result.rps:>9.0f} req/s  p50 {result.p50_ms:6.2f} ms  p99 {result.p99_ms:7.2f} ms"
+        f"  errors {result.errors} (socket {raw['socket_errors']}, timeouts {raw['timeouts']}; {shown})",
+        flush=True,
+    )
     return result
 
 
@@ -287,9 +343,11 @@ def geofence_index_numbers() -> list[dict[str, Any]]:
     rows = []
     for count in (1_000, 10_000, 100_000):
         rng = random.Random(count)
-        per_row = int(count ** 0.5) + 1
-        sources = [FenceSource(f"f{n}", fence_around(*grid_point(n, per_row), rng), None, 100, 300)
-                   for n in range(count)]
+        per_row = int(count**0.5) + 1
+        sources = [
+            FenceSource(f"f{n}", fence_around(*grid_point(n, per_row), rng), None, 100, 300)
+            for n in range(count)
+        ]
         started = time.perf_counter()
         index = GeofenceIndex.build(sources, 1, 15.0)
         build_s = time.perf_counter() - started
@@ -303,11 +361,16 @@ def geofence_index_numbers() -> list[dict[str, Any]]:
         single = 20_000 / (time.perf_counter() - started)
         started = time.perf_counter()
         for start in range(0, 20_000, 100):
-            index.classify(lons[start:start + 100], lats[start:start + 100])
+            index.classify(lons[start : start + 100], lats[start : start + 100])
         batched = 20_000 / (time.perf_counter() - started)
-        rows.append({"polygons": count, "build_s": build_s, "lookups_per_s": single, "batched_per_s": batched})
-        print(f"  index {count:>7} polygons: build {build_s:5.2f} s, {single:>9.0f} single lookups/s, "
-              f"{batched:>10.0f} points/s in ping batches of 100", flush=True)
+        rows.append(
+            {"polygons": count, "build_s": build_s, "lookups_per_s": single, "batched_per_s": batched}
+        )
+        print(
+            f"  index {count:>7} polygons: build {build_s:5.2f} s, {single:>9.0f} single lookups/s, "
+            f"{batched:>10.0f} points/s in ping batches of 100",
+            flush=True,
+        )
     return rows
 
 
@@ -323,8 +386,9 @@ async def redis_bytes_per_session(redis_url: str, sessions: int = 10_000) -> flo
     from tourapi.settings import Settings
     from tourapi.timeutil import night_of
 
-    settings = Settings(database_url=db_url(DATABASE), redis_url=redis_url, secret_key=SECRET,
-                        redis_namespace="memprobe")
+    settings = Settings(
+        database_url=db_url(DATABASE), redis_url=redis_url, secret_key=SECRET, redis_namespace="memprobe"
+    )
     client = aioredis.Redis.from_url(redis_url, decode_responses=True)
     store = LiveStore(client, settings, SECRET)
     before = int((await client.info("memory"))["used_memory"])
@@ -332,11 +396,13 @@ async def redis_bytes_per_session(redis_url: str, sessions: int = 10_000) -> flo
     from datetime import UTC, datetime
 
     night = night_of(datetime.now(UTC))
+
     async def one(n: int) -> None:
         ihash = store.install_hash(f"mem-{n}")
         sid, _ = await store.start_session(ihash, None, "en", now, now + 6 * 3600)
-        ping = ClassifiedPing(ts=now - 1, night=night, good=True, core=("lion-grove-garden",),
-                              near=("lion-grove-garden",))
+        ping = ClassifiedPing(
+            ts=now - 1, night=night, good=True, core=("lion-grove-garden",), near=("lion-grove-garden",)
+        )
         await store.apply_pings(sid, ihash, None, [ping], {"lion-grove-garden": 600}, now)
 
     # At most 50 at a time: the client's connection pool is bounded (MaxConnectionsError otherwise).
@@ -345,7 +411,7 @@ async def redis_bytes_per_session(redis_url: str, sessions: int = 10_000) -> flo
     after = int((await client.info("memory"))["used_memory"])
     keys = [key async for key in client.scan_iter(match="memprobe:*", count=5000)]
     for start in range(0, len(keys), 1000):
-        await client.delete(*keys[start:start + 1000])
+        await client.delete(*keys[start : start + 1000])
     await client.aclose()
     return (after - before) / sessions
 
@@ -377,8 +443,9 @@ def connections_per_worker(pids: list[int], port: int) -> dict[int, int]:
     return counts
 
 
-async def multi_worker_checks(base: str, operator: str, api: Proc, sessions: int = 300,
-                              max_listeners: int = 24) -> dict[str, Any]:
+async def multi_worker_checks(
+    base: str, operator: str, api: Proc, sessions: int = 300, max_listeners: int = 24
+) -> dict[str, Any]:
     """Two workers, one Redis: the live count stays exact while pings are served by both workers, and SSE
     reaches clients whose streams are held by either worker."""
     headers = {"Authorization": f"Bearer {operator}"}
@@ -392,9 +459,10 @@ async def multi_worker_checks(base: str, operator: str, api: Proc, sessions: int
 
         async def listen(n: int) -> None:
             # A client per stream, each with its own connection: the kernel hands them to either worker.
-            async with httpx.AsyncClient(base_url=base, timeout=60) as own, own.stream(
-                "GET", "/v1/live/stream", headers=headers
-            ) as response:
+            async with (
+                httpx.AsyncClient(base_url=base, timeout=60) as own,
+                own.stream("GET", "/v1/live/stream", headers=headers) as response,
+            ):
                 async for line in response.aiter_lines():
                     if line.startswith("event:"):
                         streams[n].append(line.split(":", 1)[1].strip())
@@ -419,8 +487,11 @@ async def multi_worker_checks(base: str, operator: str, api: Proc, sessions: int
                 started = (await own.post("/v1/sessions", json={"install_id": f"mw-{uuid.uuid4()}"})).json()
                 stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 2))
                 body = {"pings": [{"lon": LION[0], "lat": LION[1], "accuracy": 5, "timestamp": stamp}]}
-                response = await own.post(f"/v1/sessions/{started['session_id']}/pings", json=body,
-                                          headers={"Authorization": f"Bearer {started['token']}"})
+                response = await own.post(
+                    f"/v1/sessions/{started['session_id']}/pings",
+                    json=body,
+                    headers={"Authorization": f"Bearer {started['token']}"},
+                )
                 response.raise_for_status()
 
         for chunk in range(0, sessions, 30):
@@ -436,9 +507,15 @@ async def multi_worker_checks(base: str, operator: str, api: Proc, sessions: int
     async with httpx.AsyncClient(base_url=base, timeout=30) as http:
         after = (await http.get("/v1/live/summary", headers=headers)).json()
         lion_after = next(p["occupancy"] for p in after["pois"] if p["poi_id"] == "lion-grove-garden")
-    return {"sessions": sessions, "occupancy_delta": lion_after - lion_before, "sse_clients_served": sse_ok,
-            "sse_clients": len(listeners), "sse_served": sum("occupancy" in s for s in streams),
-            "streams_per_worker": list(streams_per_worker.values()), "cpu_s_per_worker": list(cpu_used.values())}
+    return {
+        "sessions": sessions,
+        "occupancy_delta": lion_after - lion_before,
+        "sse_clients_served": sse_ok,
+        "sse_clients": len(listeners),
+        "sse_served": sum("occupancy" in s for s in streams),
+        "streams_per_worker": list(streams_per_worker.values()),
+        "cpu_s_per_worker": list(cpu_used.values()),
+    }
 
 
 # ---- the run -----------------------------------------------------------------------------------------------
@@ -452,7 +529,9 @@ async def database_ready() -> bool:
     engine = create_async_engine(db_url(DATABASE))
     try:
         async with engine.connect() as conn:
-            return bool((await conn.execute(text("SELECT count(*) FROM pois WHERE id LIKE 'city-%'"))).scalar())
+            return bool(
+                (await conn.execute(text("SELECT count(*) FROM pois WHERE id LIKE 'city-%'"))).scalar()
+            )
     except Exception:  # noqa: BLE001  any failure means: build it
         return False
     finally:
@@ -462,7 +541,9 @@ async def database_ready() -> bool:
 async def main(args: argparse.Namespace) -> Run:
     for tool in ("wrk", "redis-server"):
         if shutil.which(tool) is None:
-            sys.exit(f"{tool} is not installed (apt-get install -y {tool if tool == 'wrk' else 'redis-server'})")
+            sys.exit(
+                f"{tool} is not installed (apt-get install -y {tool if tool == 'wrk' else 'redis-server'})"
+            )
     run = Run(duration=args.duration, connections=args.connections)
     only = re.compile(args.only, re.IGNORECASE) if args.only else None
 
@@ -471,8 +552,21 @@ async def main(args: argparse.Namespace) -> Run:
 
     tmp = Path(tempfile.mkdtemp(prefix="tourapi-bench-"))
     redis_port, base_port, api_port = free_port(), free_port(), free_port()
-    redis_proc = Proc(["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "",
-                       "--appendonly", "no"], dict(os.environ), tmp / "redis.log")
+    redis_proc = Proc(
+        [
+            "redis-server",
+            "--port",
+            str(redis_port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ],
+        dict(os.environ),
+        tmp / "redis.log",
+    )
     redis_url = f"redis://127.0.0.1:{redis_port}/0"
     env = api_env(redis_url)
     procs = [redis_proc]
@@ -483,20 +577,45 @@ async def main(args: argparse.Namespace) -> Run:
         else:
             print(f"preparing the database {DATABASE} (fixtures + synthetic city) ...", flush=True)
             await prepare_database(env)
-        baseline = Proc([sys.executable, "-m", "granian", "--interface", "asgi", "--factory", "--workers", "1",
-                         "--port", str(base_port), "--no-ws", "--log-level", "warning", "bench.baseline:app_factory"],
-                        env, tmp / "baseline.log")
-        api = Proc([sys.executable, "-m", "tourapi", "serve", "--port", str(api_port), "--workers", "1"], env,
-                   tmp / "api.log")
+        baseline = Proc(
+            [
+                sys.executable,
+                "-m",
+                "granian",
+                "--interface",
+                "asgi",
+                "--factory",
+                "--workers",
+                "1",
+                "--port",
+                str(base_port),
+                "--no-ws",
+                "--log-level",
+                "warning",
+                "bench.baseline:app_factory",
+            ],
+            env,
+            tmp / "baseline.log",
+        )
+        api = Proc(
+            [sys.executable, "-m", "tourapi", "serve", "--port", str(api_port), "--workers", "1"],
+            env,
+            tmp / "api.log",
+        )
         procs += [baseline, api]
         base_url, api_url = f"http://127.0.0.1:{base_port}", f"http://127.0.0.1:{api_port}"
         await wait_ready(base_url, "/hello", baseline)
         await wait_ready(api_url, "/readyz", api)
         fx = await gather_fixtures(api_url, sessions=3000)
-        print(f"ready: {len(fx.sessions)} sessions, {len(fx.checkpoint_tokens)} checkpoints, route {fx.route_id}")
+        print(
+            f"ready: {len(fx.sessions)} sessions, {len(fx.checkpoint_tokens)} checkpoints, route {fx.route_id}"
+        )
         if args.pause:
-            print(f"API at {api_url} (worker pids {api.worker_pids()}), baselines at {base_url}; "
-                  f"sessions in {tmp}/sessions.json; Ctrl-C to stop", flush=True)
+            print(
+                f"API at {api_url} (worker pids {api.worker_pids()}), baselines at {base_url}; "
+                f"sessions in {tmp}/sessions.json; Ctrl-C to stop",
+                flush=True,
+            )
             (tmp / "sessions.json").write_text(json.dumps(fx.__dict__))
             stop = asyncio.Event()
             for sig in (signal.SIGINT, signal.SIGTERM):
@@ -507,52 +626,127 @@ async def main(args: argparse.Namespace) -> Run:
         json_h = {"Content-Type": "application/json"}
         measure(run, "hello (baseline)", base_url, [("GET", "/hello", {}, "")], tmp)
         measure(run, "redis floor (baseline)", base_url, [("GET", "/redis", {}, "")], tmp)
-        ping_lines = [("POST", f"/v1/sessions/{sid}/pings", {**json_h, "Authorization": f"Bearer {token}"},
-                       ping_body(n, 1)) for n, (sid, token) in enumerate(fx.sessions[:1000])]
+        ping_lines = [
+            (
+                "POST",
+                f"/v1/sessions/{sid}/pings",
+                {**json_h, "Authorization": f"Bearer {token}"},
+                ping_body(n, 1),
+            )
+            for n, (sid, token) in enumerate(fx.sessions[:1000])
+        ]
         if want("single ping"):
             measure(run, "single ping", api_url, ping_lines, tmp)
         if want("batch of 10 pings"):
-            batch_lines = [("POST", f"/v1/sessions/{sid}/pings", {**json_h, "Authorization": f"Bearer {token}"},
-                            ping_body(n, 10)) for n, (sid, token) in enumerate(fx.sessions[:1000])]
+            batch_lines = [
+                (
+                    "POST",
+                    f"/v1/sessions/{sid}/pings",
+                    {**json_h, "Authorization": f"Bearer {token}"},
+                    ping_body(n, 10),
+                )
+                for n, (sid, token) in enumerate(fx.sessions[:1000])
+            ]
             measure(run, "batch of 10 pings", api_url, batch_lines, tmp, unit=10)
         if want("check-in"):
             # Each (session, checkpoint) pair once, sessions interleaved so consecutive requests hit
             # different rows: the first run must see only new check-ins (201), the repeat run replays
             # exactly the ones the first run wrote and must get 200 with the same record.
-            checkins = [("POST", "/v1/checkins", {**json_h, "Authorization": f"Bearer {token}"},
-                         json.dumps({"token": qr, "session_id": sid}))
-                        for qr in fx.checkpoint_tokens for sid, token in fx.sessions]
-            first = measure(run, "check-in, first", api_url, checkins, tmp, warmup=False, expect=(201,),
-                            sequential=True)
+            checkins = [
+                (
+                    "POST",
+                    "/v1/checkins",
+                    {**json_h, "Authorization": f"Bearer {token}"},
+                    json.dumps({"token": qr, "session_id": sid}),
+                )
+                for qr in fx.checkpoint_tokens
+                for sid, token in fx.sessions
+            ]
+            first = measure(
+                run, "check-in, first", api_url, checkins, tmp, warmup=False, expect=(201,), sequential=True
+            )
             written = first.statuses.get("201", 0)
             # A few of the first run's requests were still in flight when wrk stopped; if the server
             # dropped them they are new here (201). The statuses column shows how many.
-            measure(run, "check-in, repeat", api_url, checkins[:max(written, 1)], tmp, warmup=False,
-                    expect=(200, 201))
+            measure(
+                run,
+                "check-in, repeat",
+                api_url,
+                checkins[: max(written, 1)],
+                tmp,
+                warmup=False,
+                expect=(200, 201),
+            )
         bundle = f"/v1/routes/{fx.route_id}/bundle"
         if want("bundle"):
             measure(run, "route bundle 200", api_url, [("GET", bundle, {"Accept-Encoding": "gzip"}, "")], tmp)
-            measure(run, "route bundle 304", api_url,
-                    [("GET", bundle, {"Accept-Encoding": "gzip", "If-None-Match": fx.bundle_etag}, "")], tmp,
-                    expect=(304,))
+            measure(
+                run,
+                "route bundle 304",
+                api_url,
+                [("GET", bundle, {"Accept-Encoding": "gzip", "If-None-Match": fx.bundle_etag}, "")],
+                tmp,
+                expect=(304,),
+            )
         near = "/v1/pois?lon={}&lat={}&radius=500&limit=100"
         if want("POIs nearby 500 m, fixtures"):
-            measure(run, "POIs nearby 500 m, fixtures", api_url,
-                    [("GET", near.format(*PINGJIANG), {"Accept-Encoding": "gzip"}, "")], tmp)
+            measure(
+                run,
+                "POIs nearby 500 m, fixtures",
+                api_url,
+                [("GET", near.format(*PINGJIANG), {"Accept-Encoding": "gzip"}, "")],
+                tmp,
+            )
         if want("POIs nearby 500 m, synthetic city"):
-            measure(run, "POIs nearby 500 m, synthetic city", api_url,
-                    [("GET", near.format(CITY[0] + 0.001 * k, CITY[1] + 0.001 * k), {"Accept-Encoding": "gzip"}, "")
-                     for k in range(-10, 11)], tmp)
+            measure(
+                run,
+                "POIs nearby 500 m, synthetic city",
+                api_url,
+                [
+                    (
+                        "GET",
+                        near.format(CITY[0] + 0.001 * k, CITY[1] + 0.001 * k),
+                        {"Accept-Encoding": "gzip"},
+                        "",
+                    )
+                    for k in range(-10, 11)
+                ],
+                tmp,
+            )
         if want("anchors nearby 200 m, synthetic city"):
-            measure(run, "anchors nearby 200 m, synthetic city", api_url,
-                    [("GET", f"/v1/anchors?lon={CITY[0] + 0.001 * k}&lat={CITY[1] + 0.001 * k}&radius=200&limit=100",
-                      {"Accept-Encoding": "gzip"}, "") for k in range(-10, 11)], tmp)
+            measure(
+                run,
+                "anchors nearby 200 m, synthetic city",
+                api_url,
+                [
+                    (
+                        "GET",
+                        f"/v1/anchors?lon={CITY[0] + 0.001 * k}&lat={CITY[1] + 0.001 * k}&radius=200&limit=100",
+                        {"Accept-Encoding": "gzip"},
+                        "",
+                    )
+                    for k in range(-10, 11)
+                ],
+                tmp,
+            )
         if want("live summary (8 connections)"):
             # A handful of operators' consoles, not a crowd: 8 connections. With the synthetic city the
             # answer lists 10,031 venues (1.4 MB of JSON, gzipped).
-            measure(run, "live summary (8 connections)", api_url,
-                    [("GET", "/v1/live/summary", {"Authorization": f"Bearer {fx.operator}", "Accept-Encoding": "gzip"},
-                      "")], tmp, connections=min(8, run.connections))
+            measure(
+                run,
+                "live summary (8 connections)",
+                api_url,
+                [
+                    (
+                        "GET",
+                        "/v1/live/summary",
+                        {"Authorization": f"Bearer {fx.operator}", "Accept-Encoding": "gzip"},
+                        "",
+                    )
+                ],
+                tmp,
+                connections=min(8, run.connections),
+            )
         run.extra["api_rss_mb"] = max(rss_mb(pid) for pid in api.worker_pids())
         print(f"  API worker resident memory: {run.extra['api_rss_mb']:.0f} MB", flush=True)
         api.stop()
@@ -568,8 +762,11 @@ async def main(args: argparse.Namespace) -> Run:
 
         if want("2 workers"):
             print("2 workers, one Redis ...", flush=True)
-            api2 = Proc([sys.executable, "-m", "tourapi", "serve", "--port", str(api_port), "--workers", "2"], env,
-                        tmp / "api2.log")
+            api2 = Proc(
+                [sys.executable, "-m", "tourapi", "serve", "--port", str(api_port), "--workers", "2"],
+                env,
+                tmp / "api2.log",
+            )
             procs.append(api2)
             await wait_ready(api_url, "/readyz", api2)
             await asyncio.sleep(3)  # leader election
@@ -593,13 +790,19 @@ def machine() -> str:
         if line.startswith("model name"):
             model = line.split(":", 1)[1].strip()
             break
-    versions = ", ".join(f"{p} {metadata.version(p)}" for p in ("litestar", "granian", "redis", "sqlalchemy",
-                                                                  "shapely", "asyncpg"))
+    versions = ", ".join(
+        f"{p} {metadata.version(p)}"
+        for p in ("litestar", "granian", "redis", "sqlalchemy", "shapely", "asyncpg")
+    )
     wrk_version = subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.splitlines()[0]
-    redis_version = subprocess.run(["redis-server", "--version"], capture_output=True, text=True).stdout.split()[2]
+    redis_version = subprocess.run(
+        ["redis-server", "--version"], capture_output=True, text=True
+    ).stdout.split()[2]
     pg = subprocess.run(["psql", "--version"], capture_output=True, text=True).stdout.strip()
-    return (f"{model}, {os.cpu_count()} cores, Python {platform.python_version()}, {versions}; "
-            f"{wrk_version.split(' [')[0]}; Redis {redis_version.removeprefix('v=')}; {pg}")
+    return (
+        f"{model}, {os.cpu_count()} cores, Python {platform.python_version()}, {versions}; "
+        f"{wrk_version.split(' [')[0]}; Redis {redis_version.removeprefix('v=')}; {pg}"
+    )
 
 
 def report(run: Run) -> str:
@@ -613,18 +816,24 @@ def report(run: Run) -> str:
         "route bundle 304": ("≥ 0.8 × hello", r["route bundle 304"].rps / hello >= 0.8),
         "route bundle 200": ("≥ 0.5 × hello", r["route bundle 200"].rps / hello >= 0.5),
         "POIs nearby 500 m, fixtures": ("≥ 0.5 × hello", r["POIs nearby 500 m, fixtures"].rps / hello >= 0.5),
-        "POIs nearby 500 m, synthetic city": ("≥ 0.3 × hello",
-                                              r["POIs nearby 500 m, synthetic city"].rps / hello >= 0.3),
+        "POIs nearby 500 m, synthetic city": (
+            "≥ 0.3 × hello",
+            r["POIs nearby 500 m, synthetic city"].rps / hello >= 0.3,
+        ),
     }
     lines = [
         START,
-        (f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} with `python -m bench.run` "
-        f"({run.duration} s per scenario after a 2 s warm-up, {run.connections} connections, wrk with 1 thread; "
-        "API and baselines on granian with 1 worker unless stated; PostgreSQL + PostGIS and a private Redis "
-        "on this machine)."),
+        (
+            f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} with `python -m bench.run` "
+            f"({run.duration} s per scenario after a 2 s warm-up, {run.connections} connections, wrk with 1 thread; "
+            "API and baselines on granian with 1 worker unless stated; PostgreSQL + PostGIS and a private Redis "
+            "on this machine)."
+        ),
         "",
-        (f"Machine: {machine()}. Load average (1 min) {run.extra['load_before'][0]:.1f} at the start and "
-        f"{run.extra['load_after'][0]:.1f} at the end: the 2 cores were shared with other work."),
+        (
+            f"Machine: {machine()}. Load average (1 min) {run.extra['load_before'][0]:.1f} at the start and "
+            f"{run.extra['load_after'][0]:.1f} at the end: the 2 cores were shared with other work."
+        ),
         "",
         "| scenario | req/s | items/s | × hello | × redis floor | p50 ms | p99 ms | errors | statuses | target |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---|---|",
@@ -640,17 +849,25 @@ def report(run: Run) -> str:
     p99_ok = single.p99_ms < 25
     lines += [
         "",
-        (f"- Ping p99 at {run.connections} connections: {single.p99_ms:.1f} ms (target < 25 ms) "
-        f"{'✅' if p99_ok else '❌'}."),
-        (f"- Redis memory per active session (started, one ping inside a venue; INFO used_memory over 10,000 "
-        f"sessions): {run.extra['redis_bytes_per_session']:.0f} bytes (target ≤ 2,048) "
-        f"{'✅' if run.extra['redis_bytes_per_session'] <= 2048 else '❌'}."),
-        (f"- API worker resident memory after the run (fixtures + 10,000 synthetic POIs in the geofence index): "
-        f"{run.extra['api_rss_mb']:.0f} MB."),
+        (
+            f"- Ping p99 at {run.connections} connections: {single.p99_ms:.1f} ms (target < 25 ms) "
+            f"{'✅' if p99_ok else '❌'}."
+        ),
+        (
+            f"- Redis memory per active session (started, one ping inside a venue; INFO used_memory over 10,000 "
+            f"sessions): {run.extra['redis_bytes_per_session']:.0f} bytes (target ≤ 2,048) "
+            f"{'✅' if run.extra['redis_bytes_per_session'] <= 2048 else '❌'}."
+        ),
+        (
+            f"- API worker resident memory after the run (fixtures + 10,000 synthetic POIs in the geofence index): "
+            f"{run.extra['api_rss_mb']:.0f} MB."
+        ),
         "",
-        ("Geofence index, in process (synthetic polygons 20-35 m across on a 90 m grid; random points over the "
-        "grid; single lookups call `GeofenceIndex.containing`, batches call `classify` with 100 points as a "
-        "ping batch does):"),
+        (
+            "Geofence index, in process (synthetic polygons 20-35 m across on a 90 m grid; random points over the "
+            "grid; single lookups call `GeofenceIndex.containing`, batches call `classify` with 100 points as a "
+            "ping batch does):"
+        ),
         "",
         "| polygons | build (rebuild) s | single lookups/s | points/s in batches of 100 | target |",
         "|---:|---:|---:|---:|---|",
@@ -658,19 +875,25 @@ def report(run: Run) -> str:
     for row in run.extra["index"]:
         target = ""
         if row["polygons"] == 10_000:
-            target = "≥ 100,000/s " + ("✅" if max(row["lookups_per_s"], row["batched_per_s"]) >= 100_000 else "❌")
-        lines.append(f"| {row['polygons']:,} | {row['build_s']:.2f} | {row['lookups_per_s']:,.0f} "
-                     f"| {row['batched_per_s']:,.0f} | {target} |")
+            target = "≥ 100,000/s " + (
+                "✅" if max(row["lookups_per_s"], row["batched_per_s"]) >= 100_000 else "❌"
+            )
+        lines.append(
+            f"| {row['polygons']:,} | {row['build_s']:.2f} | {row['lookups_per_s']:,.0f} "
+            f"| {row['batched_per_s']:,.0f} | {target} |"
+        )
     mw = run.extra["multi_worker"]
     lines += [
         "",
-        (f"Two workers against one Redis: {mw['sessions']} visitors entered the Lion Grove through requests spread "
-        f"over both workers; the live count rose by {mw['occupancy_delta']} "
-        f"({'exact' if mw['occupancy_delta'] == mw['sessions'] else 'NOT exact'}); worker CPU seconds spent "
-        f"meanwhile: {' and '.join(str(c) for c in mw['cpu_s_per_worker'])}. "
-        f"{mw['sse_served']} of {mw['sse_clients']} SSE clients, their streams held "
-        f"{' and '.join(str(n) for n in mw['streams_per_worker'])} by the two workers, received the resulting "
-        "occupancy event."),
+        (
+            f"Two workers against one Redis: {mw['sessions']} visitors entered the Lion Grove through requests spread "
+            f"over both workers; the live count rose by {mw['occupancy_delta']} "
+            f"({'exact' if mw['occupancy_delta'] == mw['sessions'] else 'NOT exact'}); worker CPU seconds spent "
+            f"meanwhile: {' and '.join(str(c) for c in mw['cpu_s_per_worker'])}. "
+            f"{mw['sse_served']} of {mw['sse_clients']} SSE clients, their streams held "
+            f"{' and '.join(str(n) for n in mw['streams_per_worker'])} by the two workers, received the resulting "
+            "occupancy event."
+        ),
         END,
     ]
     return "\n".join(lines)
@@ -679,23 +902,34 @@ def report(run: Run) -> str:
 def write_doc(section: str) -> None:
     text = PERF_DOC.read_text() if PERF_DOC.exists() else "# Performance\n"
     if START in text and END in text:
-        text = text[: text.index(START)] + section + text[text.index(END) + len(END):]
+        text = text[: text.index(START)] + section + text[text.index(END) + len(END) :]
     else:
         text = text.rstrip() + "\n\n## HTTP benchmark\n\n" + section + "\n"
     PERF_DOC.write_text(text)
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--duration", type=int, default=10, help="seconds per scenario")
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--no-write", action="store_true", help="print the table only")
-    parser.add_argument("--reuse-db", action="store_true",
-                        help="keep the benchmark database if it is already seeded (faster repeat runs)")
-    parser.add_argument("--only", help="regular expression: run only the scenarios whose name matches "
-                        "(baselines always run; implies --no-write)")
-    parser.add_argument("--pause", action="store_true",
-                        help="start everything, print the URLs and wait (to profile the API by hand)")
+    parser.add_argument(
+        "--reuse-db",
+        action="store_true",
+        help="keep the benchmark database if it is already seeded (faster repeat runs)",
+    )
+    parser.add_argument(
+        "--only",
+        help="regular expression: run only the scenarios whose name matches "
+        "(baselines always run; implies --no-write)",
+    )
+    parser.add_argument(
+        "--pause",
+        action="store_true",
+        help="start everything, print the URLs and wait (to profile the API by hand)",
+    )
     arguments = parser.parse_args()
     result = asyncio.run(main(arguments))
     if arguments.only or arguments.pause:

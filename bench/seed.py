@@ -37,18 +37,24 @@ def fence_around(lon: float, lat: float, rng: random.Random) -> shapely.Polygon:
     radius_m = rng.uniform(10, 17.5)
     dlat = radius_m / M_PER_DEG
     dlon = dlat / math.cos(math.radians(lat))
-    return shapely.Polygon([
-        (lon + dlon * math.cos(2 * math.pi * k / sides), lat + dlat * math.sin(2 * math.pi * k / sides))
-        for k in range(sides)
-    ])
+    return shapely.Polygon(
+        [
+            (lon + dlon * math.cos(2 * math.pi * k / sides), lat + dlat * math.sin(2 * math.pi * k / sides))
+            for k in range(sides)
+        ]
+    )
 
 
 async def _reserve(session: AsyncSession, count: int) -> int:
     """Take ``count`` sequence numbers at once; returns the first."""
-    last = (await session.execute(
-        update(SyncCounter).where(SyncCounter.name == CATALOG).values(value=SyncCounter.value + count)
-        .returning(SyncCounter.value)
-    )).scalar_one()
+    last = (
+        await session.execute(
+            update(SyncCounter)
+            .where(SyncCounter.name == CATALOG)
+            .values(value=SyncCounter.value + count)
+            .returning(SyncCounter.value)
+        )
+    ).scalar_one()
     return int(last) - count + 1
 
 
@@ -65,34 +71,72 @@ async def seed_city(session: AsyncSession, pois: int = 10_000, anchors: int = 50
         fence = fence_around(lon, lat, rng)
         centres.append((f"city-{n:05d}", lon, lat))
         minx, miny, maxx, maxy = fence.bounds
-        rows.append({
-            "id": f"city-{n:05d}", "category": rng.choice(["garden", "museum", "food_street", "viewpoint"]),
-            "name": {"zh-Hans": f"场馆{n}", "en": f"Venue {n}"}, "description": {},
-            "location": shapely.Point(lon, lat), "geofence": fence, "lon": lon, "lat": lat,
-            "fence_min_lon": minx, "fence_min_lat": miny, "fence_max_lon": maxx, "fence_max_lat": maxy,
-            "opening_hours": "Mo-Su 09:00-23:00", "capacity": rng.randint(50, 3000), "dwell_threshold_s": 300,
-            "interest": round(rng.random(), 2), "visit_minutes": 30, "tags": [], "media": [],
-            "created_at": now, "updated_at": now, "deleted_at": None, "sync_seq": first + n,
-        })
+        rows.append(
+            {
+                "id": f"city-{n:05d}",
+                "category": rng.choice(["garden", "museum", "food_street", "viewpoint"]),
+                "name": {"zh-Hans": f"场馆{n}", "en": f"Venue {n}"},
+                "description": {},
+                "location": shapely.Point(lon, lat),
+                "geofence": fence,
+                "lon": lon,
+                "lat": lat,
+                "fence_min_lon": minx,
+                "fence_min_lat": miny,
+                "fence_max_lon": maxx,
+                "fence_max_lat": maxy,
+                "opening_hours": "Mo-Su 09:00-23:00",
+                "capacity": rng.randint(50, 3000),
+                "dwell_threshold_s": 300,
+                "interest": round(rng.random(), 2),
+                "visit_minutes": 30,
+                "tags": [],
+                "media": [],
+                "created_at": now,
+                "updated_at": now,
+                "deleted_at": None,
+                "sync_seq": first + n,
+            }
+        )
     for start in range(0, len(rows), 1000):
-        await session.execute(insert(Poi), rows[start:start + 1000])
+        await session.execute(insert(Poi), rows[start : start + 1000])
     rows = []
     for n in range(anchors):
         poi_id, lon, lat = centres[n % pois]
         dlat = rng.uniform(-8, 8) / M_PER_DEG
         dlon = rng.uniform(-8, 8) / M_PER_DEG / math.cos(math.radians(lat))
         heading = rng.uniform(0, 2 * math.pi)
-        rows.append({
-            "id": f"city-anchor-{n:05d}", "poi_id": poi_id, "route_id": None, "route_stop_index": None,
-            "position": shapely.Point(lon + dlon, lat + dlat), "lon": lon + dlon, "lat": lat + dlat,
-            "h": rng.uniform(0, 6), "qx": 0.0, "qy": 0.0, "qz": math.sin(heading / 2), "qw": math.cos(heading / 2),
-            "altitude_mode": "terrain", "accuracy": template.accuracy, "assets": template.assets,
-            "scale": 1.0, "caption": template.caption, "narration": template.narration,
-            "schedule": template.schedule, "radius_m": template.radius_m, "localization": template.localization,
-            "created_at": now, "updated_at": now, "deleted_at": None, "sync_seq": first + pois + n,
-        })
+        rows.append(
+            {
+                "id": f"city-anchor-{n:05d}",
+                "poi_id": poi_id,
+                "route_id": None,
+                "route_stop_index": None,
+                "position": shapely.Point(lon + dlon, lat + dlat),
+                "lon": lon + dlon,
+                "lat": lat + dlat,
+                "h": rng.uniform(0, 6),
+                "qx": 0.0,
+                "qy": 0.0,
+                "qz": math.sin(heading / 2),
+                "qw": math.cos(heading / 2),
+                "altitude_mode": "terrain",
+                "accuracy": template.accuracy,
+                "assets": template.assets,
+                "scale": 1.0,
+                "caption": template.caption,
+                "narration": template.narration,
+                "schedule": template.schedule,
+                "radius_m": template.radius_m,
+                "localization": template.localization,
+                "created_at": now,
+                "updated_at": now,
+                "deleted_at": None,
+                "sync_seq": first + pois + n,
+            }
+        )
     for start in range(0, len(rows), 1000):
-        await session.execute(insert(Anchor), rows[start:start + 1000])
+        await session.execute(insert(Anchor), rows[start : start + 1000])
     await session.commit()
     if session.get_bind().dialect.name == "postgresql":
         await session.execute(text("ANALYZE pois"))

@@ -67,9 +67,10 @@ async def sse_client(base: str, token: str, state: dict[str, Any], stop: asyncio
         if last_id:
             headers["Last-Event-ID"] = last_id
         try:
-            async with httpx.AsyncClient(base_url=base, timeout=httpx.Timeout(30, read=40)) as http, http.stream(
-                "GET", "/v1/live/stream", headers=headers
-            ) as response:
+            async with (
+                httpx.AsyncClient(base_url=base, timeout=httpx.Timeout(30, read=40)) as http,
+                http.stream("GET", "/v1/live/stream", headers=headers) as response,
+            ):
                 state["connects"] += 1
                 async for line in response.aiter_lines():
                     if stop.is_set():
@@ -95,10 +96,15 @@ async def redis_numbers(redis_url: str, operator: str, base: str) -> dict[str, A
         await client.aclose()
     async with httpx.AsyncClient(base_url=base, timeout=30) as http:
         summary = (await http.get("/v1/live/summary", headers={"Authorization": f"Bearer {operator}"})).json()
-    return {"redis_keys": keys, "redis_used_memory": memory,
-            "active_sessions": summary["active_sessions"]["total"],
-            "occupancy_total": sum(p["occupancy"] for p in summary["pois"]),
-            "checkins_live": {p["poi_id"]: p["checkins_tonight"] for p in summary["pois"] if p["checkins_tonight"]}}
+    return {
+        "redis_keys": keys,
+        "redis_used_memory": memory,
+        "active_sessions": summary["active_sessions"]["total"],
+        "occupancy_total": sum(p["occupancy"] for p in summary["pois"]),
+        "checkins_live": {
+            p["poi_id"]: p["checkins_tonight"] for p in summary["pois"] if p["checkins_tonight"]
+        },
+    }
 
 
 async def database_checkins(session_ids: list[str]) -> dict[str, int]:
@@ -112,11 +118,15 @@ async def database_checkins(session_ids: list[str]) -> dict[str, int]:
     engine = create_async_engine(db_url(DATABASE))
     try:
         async with engine.connect() as conn:
-            rows = (await conn.execute(
-                text("SELECT poi_id, count(*) FROM checkins WHERE night = :night AND session_id = ANY(:ids) "
-                     "GROUP BY poi_id"),
-                {"night": night, "ids": session_ids},
-            )).all()
+            rows = (
+                await conn.execute(
+                    text(
+                        "SELECT poi_id, count(*) FROM checkins WHERE night = :night AND session_id = ANY(:ids) "
+                        "GROUP BY poi_id"
+                    ),
+                    {"night": night, "ids": session_ids},
+                )
+            ).all()
     finally:
         await engine.dispose()
     return {poi: int(n) for poi, n in rows}
@@ -139,8 +149,21 @@ def presence_matches_occupancy(redis_url: str, namespace: str) -> tuple[int, int
 async def main(args: argparse.Namespace) -> dict[str, Any]:
     tmp = Path(tempfile.mkdtemp(prefix="tourapi-soak-"))
     redis_port, api_port = free_port(), free_port()
-    redis_proc = Proc(["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "",
-                       "--appendonly", "no"], dict(os.environ), tmp / "redis.log")
+    redis_proc = Proc(
+        [
+            "redis-server",
+            "--port",
+            str(redis_port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ],
+        dict(os.environ),
+        tmp / "redis.log",
+    )
     redis_url = f"redis://127.0.0.1:{redis_port}/0"
     env = api_env(redis_url)
     env["TOURAPI_SESSION_IDLE_S"] = str(SESSION_IDLE_S)
@@ -152,8 +175,11 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         if not await database_ready():
             print(f"preparing the database {DATABASE} ...", flush=True)
             await prepare_database(env)
-        api = Proc([sys.executable, "-m", "tourapi", "serve", "--port", str(api_port), "--workers", "1"], env,
-                   tmp / "api.log")
+        api = Proc(
+            [sys.executable, "-m", "tourapi", "serve", "--port", str(api_port), "--workers", "1"],
+            env,
+            tmp / "api.log",
+        )
         procs.append(api)
         base = f"http://127.0.0.1:{api_port}"
         await wait_ready(base, "/readyz", api)
@@ -163,6 +189,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         async def start_sessions(count: int) -> list[tuple[str, str]]:
             made: list[tuple[str, str]] = []
             async with httpx.AsyncClient(base_url=base, timeout=30) as http:
+
                 async def one() -> None:
                     response = await http.post("/v1/sessions", json={"install_id": f"soak-{uuid.uuid4()}"})
                     response.raise_for_status()
@@ -177,8 +204,15 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         json_h = {"Content-Type": "application/json"}
 
         def ping_lines(window: list[tuple[str, str]]) -> list[tuple[str, str, dict[str, str], str]]:
-            return [("POST", f"/v1/sessions/{sid}/pings", {**json_h, "Authorization": f"Bearer {token}"},
-                     ping_body(n, 1)) for n, (sid, token) in enumerate(window)]
+            return [
+                (
+                    "POST",
+                    f"/v1/sessions/{sid}/pings",
+                    {**json_h, "Authorization": f"Bearer {token}"},
+                    ping_body(n, 1),
+                )
+                for n, (sid, token) in enumerate(window)
+            ]
 
         window = await start_sessions(WINDOW)
         print(f"ready: {len(fx.checkpoint_tokens)} checkpoints; worker {pid}", flush=True)
@@ -203,19 +237,32 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             if minute:
                 # Half the visitors leave (their sessions go idle and expire), as many new ones arrive.
                 fresh = await start_sessions(WINDOW // 2)
-                window = window[WINDOW // 2:] + fresh
+                window = window[WINDOW // 2 :] + fresh
             pings_file = write_requests(tmp / "pings.tsv", ping_lines(window))
             # Each new visitor scans up to three codes once (201); a repeat would be a 200.
-            checkins_file = write_requests(tmp / "checkins.tsv", [
-                ("POST", "/v1/checkins", {**json_h, "Authorization": f"Bearer {token}"},
-                 json.dumps({"token": qr, "session_id": sid}))
-                for qr in codes for sid, token in fresh])
+            checkins_file = write_requests(
+                tmp / "checkins.tsv",
+                [
+                    (
+                        "POST",
+                        "/v1/checkins",
+                        {**json_h, "Authorization": f"Bearer {token}"},
+                        json.dumps({"token": qr, "session_id": sid}),
+                    )
+                    for qr in codes
+                    for sid, token in fresh
+                ],
+            )
             loop = asyncio.get_running_loop()
             ping_job = loop.run_in_executor(
-                None, functools.partial(wrk, base, pings_file, 60, CONNECTIONS, delay_ms=ping_delay))
+                None, functools.partial(wrk, base, pings_file, 60, CONNECTIONS, delay_ms=ping_delay)
+            )
             checkin_job = loop.run_in_executor(
-                None, functools.partial(wrk, base, checkins_file, 60, checkin_connections, sequential=True,
-                                        delay_ms=checkin_delay))
+                None,
+                functools.partial(
+                    wrk, base, checkins_file, 60, checkin_connections, sequential=True, delay_ms=checkin_delay
+                ),
+            )
             pings, checks = await ping_job, await checkin_job
             numbers = await redis_numbers(redis_url, fx.operator, base)
             ping_rate = pings["requests"] / (pings["duration_us"] / 1e6)
@@ -244,11 +291,15 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         stop.set()
         sse.cancel()
         report.update(
-            checkins_db=stored, checkins_live=final["checkins_live"],
+            checkins_db=stored,
+            checkins_live=final["checkins_live"],
             checkins_agree=stored == final["checkins_live"],
-            occupancy_sum=occupancy, presence_entries=presence, sse=sse_state,
+            occupancy_sum=occupancy,
+            presence_entries=presence,
+            sse=sse_state,
             sse_connected_throughout=sse_state["connects"] == 1,
-            final=final, load_after=os.getloadavg(),
+            final=final,
+            load_after=os.getloadavg(),
         )
     finally:
         stop.set()
@@ -263,16 +314,22 @@ def markdown(report: dict[str, Any]) -> str:
     lines = [
         "# Soak run",
         "",
-        (f"`python -m bench.soak --minutes {len(rows)}` on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}: "
-        f"1 API worker (granian) on PostgreSQL + PostGIS and a private Redis, {len(rows)} minutes of single pings at "
-        f"{report['target']:.0f}/s (70 % of the {report['capacity']:.0f}/s measured just before), QR check-ins paced "
-        f"for {report['checkin_target']:.1f}/s on 2 connections (the table shows what they reached), one operator's SSE client connected throughout; sessions churn "
-        f"(a new window of {WINDOW} sessions each minute, half overlapping; idle expiry {SESSION_IDLE_S} s)."),
-        (f"Load average {report['load_before'][0]:.1f} before, {report['load_after'][0]:.1f} after "
-        "(2 cores shared with other work)."),
+        (
+            f"`python -m bench.soak --minutes {len(rows)}` on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}: "
+            f"1 API worker (granian) on PostgreSQL + PostGIS and a private Redis, {len(rows)} minutes of single pings at "
+            f"{report['target']:.0f}/s (70 % of the {report['capacity']:.0f}/s measured just before), QR check-ins paced "
+            f"for {report['checkin_target']:.1f}/s on 2 connections (the table shows what they reached), one operator's SSE client connected throughout; sessions churn "
+            f"(a new window of {WINDOW} sessions each minute, half overlapping; idle expiry {SESSION_IDLE_S} s)."
+        ),
+        (
+            f"Load average {report['load_before'][0]:.1f} before, {report['load_after'][0]:.1f} after "
+            "(2 cores shared with other work)."
+        ),
         "",
-        ("| minute | pings/s | ping p99 ms | ping errors | check-ins/s | check-in errors | worker RSS MB "
-        "| Redis keys | Redis MB | active sessions | keys per active session | inside now | SSE events |"),
+        (
+            "| minute | pings/s | ping p99 ms | ping errors | check-ins/s | check-in errors | worker RSS MB "
+            "| Redis keys | Redis MB | active sessions | keys per active session | inside now | SSE events |"
+        ),
         "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
@@ -287,24 +344,36 @@ def markdown(report: dict[str, Any]) -> str:
     sse = report["sse"]
     lines += [
         "",
-        (f"- Errors over the whole run: {total_errors} "
-        f"(pings {sum(r['ping_errors'] for r in rows)}, check-ins {sum(r['checkin_errors'] for r in rows)})."),
-        (f"- Resident memory of the worker: {rows[0]['rss_mb']:.0f} MB after minute 1, {rows[-1]['rss_mb']:.0f} MB "
-        f"at the end (max {max(r['rss_mb'] for r in rows):.0f} MB)."),
-        (f"- Live check-in counters (Redis) against the database at the end: "
-        f"{'equal' if report['checkins_agree'] else 'DIFFERENT'} "
-        f"({sum(report['checkins_db'].values())} stored, {sum(report['checkins_live'].values())} counted, "
-        f"{len(report['checkins_db'])} venues)."),
-        (f"- Occupancy hashes against presence entries at the end: {report['occupancy_sum']} vs "
-        f"{report['presence_entries']} ({'equal' if report['occupancy_sum'] == report['presence_entries'] else 'DIFFERENT'})."),
-        (f"- SSE client: {sse['connects']} connection(s), {sse['events']} events, "
-        f"{len(sse['errors'])} errors{': ' + '; '.join(sse['errors'][:3]) if sse['errors'] else ''}."),
+        (
+            f"- Errors over the whole run: {total_errors} "
+            f"(pings {sum(r['ping_errors'] for r in rows)}, check-ins {sum(r['checkin_errors'] for r in rows)})."
+        ),
+        (
+            f"- Resident memory of the worker: {rows[0]['rss_mb']:.0f} MB after minute 1, {rows[-1]['rss_mb']:.0f} MB "
+            f"at the end (max {max(r['rss_mb'] for r in rows):.0f} MB)."
+        ),
+        (
+            f"- Live check-in counters (Redis) against the database at the end: "
+            f"{'equal' if report['checkins_agree'] else 'DIFFERENT'} "
+            f"({sum(report['checkins_db'].values())} stored, {sum(report['checkins_live'].values())} counted, "
+            f"{len(report['checkins_db'])} venues)."
+        ),
+        (
+            f"- Occupancy hashes against presence entries at the end: {report['occupancy_sum']} vs "
+            f"{report['presence_entries']} ({'equal' if report['occupancy_sum'] == report['presence_entries'] else 'DIFFERENT'})."
+        ),
+        (
+            f"- SSE client: {sse['connects']} connection(s), {sse['events']} events, "
+            f"{len(sse['errors'])} errors{': ' + '; '.join(sse['errors'][:3]) if sse['errors'] else ''}."
+        ),
     ]
     return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--minutes", type=int, default=10)
     parser.add_argument("--load", type=float, default=0.7, help="fraction of the measured ping capacity")
     parser.add_argument("--capacity", type=float, help="pings/s to take as capacity instead of measuring it")

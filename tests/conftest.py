@@ -203,7 +203,9 @@ async def settings(seeded: Seeded, tmp_path: Path) -> AsyncIterator[Settings]:
 async def _drop_namespace(namespace: str) -> None:
     import redis.asyncio as aioredis
 
-    client = aioredis.RedisCluster.from_url(REDIS_URL) if REDIS_CLUSTER else aioredis.Redis.from_url(REDIS_URL)
+    client = (
+        aioredis.RedisCluster.from_url(REDIS_URL) if REDIS_CLUSTER else aioredis.Redis.from_url(REDIS_URL)
+    )
     try:
         keys = [key async for key in client.scan_iter(match=f"{namespace}:*", count=1000)]
         for key in keys:  # one by one: keys of several cluster slots
@@ -222,7 +224,9 @@ async def lifespan(app: Any) -> AsyncIterator[None]:
     """Run the ASGI lifespan in this event loop, so tests share the app's connections and loop."""
     inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
     outbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-    task = asyncio.create_task(app({"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}, inbox.get, outbox.put))
+    task = asyncio.create_task(
+        app({"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}, inbox.get, outbox.put)
+    )
     await inbox.put({"type": "lifespan.startup"})
     started = await outbox.get()
     assert started["type"] == "lifespan.startup.complete", started
@@ -303,12 +307,14 @@ def free_port() -> int:
 def settings_env(settings: Settings) -> dict[str, str]:
     """The environment that makes ``tourapi`` (a separate process) use these settings."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("TOURAPI_")}
-    env.update({
-        "TOURAPI_DATABASE_URL": settings.database_url,
-        "TOURAPI_SECRET_KEY": SECRET,
-        "TOURAPI_REDIS_NAMESPACE": settings.redis_namespace,
-        "TOURAPI_LOG_LEVEL": "WARNING",
-    })
+    env.update(
+        {
+            "TOURAPI_DATABASE_URL": settings.database_url,
+            "TOURAPI_SECRET_KEY": SECRET,
+            "TOURAPI_REDIS_NAMESPACE": settings.redis_namespace,
+            "TOURAPI_LOG_LEVEL": "WARNING",
+        }
+    )
     if settings.redis_url:
         env["TOURAPI_REDIS_URL"] = settings.redis_url
         env["TOURAPI_REDIS_CLUSTER"] = "true" if settings.redis_cluster else "false"
@@ -322,10 +328,13 @@ async def served(settings: Settings, tmp_path: Path) -> AsyncIterator[str]:
     import sys
 
     port = free_port()
-    log = open(tmp_path / "serve.log", "w")  # noqa: SIM115  (closed below)
+    log = open(tmp_path / "serve.log", "w")
     process = subprocess.Popen(
         [sys.executable, "-m", "tourapi", "serve", "--port", str(port)],
-        env=settings_env(settings), cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT,
+        env=settings_env(settings),
+        cwd=tmp_path,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -340,7 +349,9 @@ async def served(settings: Settings, tmp_path: Path) -> AsyncIterator[str]:
                     pass
                 await asyncio.sleep(0.1)
             else:
-                raise RuntimeError("tourapi serve did not become ready:\n" + (tmp_path / "serve.log").read_text())
+                raise RuntimeError(
+                    "tourapi serve did not become ready:\n" + (tmp_path / "serve.log").read_text()
+                )
         yield url
     finally:
         process.terminate()

@@ -93,8 +93,9 @@ async def test_auth_matrix(client, app, auth) -> None:
         for path, method, handler in routes(app):
             policy: Policy = handler.opt["policy"]
             venue_param = handler.opt.get("venue_param")
-            refusal = expected_refusal(policy, caller, venue_scoped=venue_param is not None,
-                                       session_scoped="{session_id" in path)
+            refusal = expected_refusal(
+                policy, caller, venue_scoped=venue_param is not None, session_scoped="{session_id" in path
+            )
             if path in STREAMING and refusal is None:
                 continue
             url = fill(path, own_sid, OTHER_VENUE if caller == "staff-other-venue" else OWN_VENUE)
@@ -113,8 +114,13 @@ async def test_auth_matrix(client, app, auth) -> None:
 
 
 def fill(path: str, session_id: str, venue: str) -> str:
-    samples = {"session_id": session_id, "poi_id": venue, "alert_id": "1", "collection_id": "pois",
-               "feature_id": OWN_VENUE}
+    samples = {
+        "session_id": session_id,
+        "poi_id": venue,
+        "alert_id": "1",
+        "collection_id": "pois",
+        "feature_id": OWN_VENUE,
+    }
 
     def value(match: re.Match[str]) -> str:
         name, kind = match.group(1), match.group(2)
@@ -130,9 +136,17 @@ def fill(path: str, session_id: str, venue: str) -> str:
 
 def _claims(**overrides: Any) -> dict[str, Any]:
     now = datetime.now(UTC)
-    claims = {"sub": "user:1", "typ": "access", "role": "admin", "name": "admin", "venues": [],
-              "iss": "tourapi", "aud": AUDIENCE, "iat": int(now.timestamp()),
-              "exp": int((now + timedelta(minutes=5)).timestamp())}
+    claims = {
+        "sub": "user:1",
+        "typ": "access",
+        "role": "admin",
+        "name": "admin",
+        "venues": [],
+        "iss": "tourapi",
+        "aud": AUDIENCE,
+        "iat": int(now.timestamp()),
+        "exp": int((now + timedelta(minutes=5)).timestamp()),
+    }
     claims.update(overrides)
     return claims
 
@@ -191,14 +205,19 @@ async def test_unknown_and_retired_keys_are_refused(client, runtime) -> None:
         await session.commit()
     await runtime.reload_keys()
     assert await _status(client, old_token) == 401
-    new_token = jwt.encode(_claims(), runtime.keyring.material("jwt", new_kid), algorithm="HS256",
-                           headers={"kid": new_kid})
+    new_token = jwt.encode(
+        _claims(), runtime.keyring.material("jwt", new_kid), algorithm="HS256", headers={"kid": new_kid}
+    )
     assert await _status(client, new_token) == 200
 
 
 async def test_login_failures_do_not_say_which_part_was_wrong(client) -> None:
-    wrong_password = await client.post("/v1/auth/token", json={"username": "admin", "password": "nope-nope-nope"})
-    unknown_user = await client.post("/v1/auth/token", json={"username": "ghost", "password": "nope-nope-nope"})
+    wrong_password = await client.post(
+        "/v1/auth/token", json={"username": "admin", "password": "nope-nope-nope"}
+    )
+    unknown_user = await client.post(
+        "/v1/auth/token", json={"username": "ghost", "password": "nope-nope-nope"}
+    )
     assert wrong_password.status_code == unknown_user.status_code == 401
     assert wrong_password.json()["detail"] == unknown_user.json()["detail"]
 

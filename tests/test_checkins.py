@@ -40,7 +40,9 @@ from tourapi.settings import DEFAULT_FIXTURES
 from tourapi.timeutil import TZ, night_of
 from tourapi.web import ratelimit
 
-POIS = {f["properties"]["id"]: f for f in json.loads((DEFAULT_FIXTURES / "pois.geojson").read_text())["features"]}
+POIS = {
+    f["properties"]["id"]: f for f in json.loads((DEFAULT_FIXTURES / "pois.geojson").read_text())["features"]
+}
 FIXTURE_CHECKPOINTS = json.loads((DEFAULT_FIXTURES / "checkpoints.json").read_text())["checkpoints"]
 NETS = "master-of-the-nets-garden"
 LION = "lion-grove-garden"
@@ -78,9 +80,13 @@ def token_of(checkpoint: dict) -> str:
     return checkpoint["url"].rsplit("/c/", 1)[1]
 
 
-async def check_in(client, sid: str, headers: dict, *, expect: int | None = None, key: str | None = None, **body):
+async def check_in(
+    client, sid: str, headers: dict, *, expect: int | None = None, key: str | None = None, **body
+):
     extra = {"Idempotency-Key": key} if key else {}
-    response = await client.post("/v1/checkins", json={"session_id": sid, **body}, headers={**headers, **extra})
+    response = await client.post(
+        "/v1/checkins", json={"session_id": sid, **body}, headers={**headers, **extra}
+    )
     if expect is not None:
         assert response.status_code == expect, response.text
     return response
@@ -224,8 +230,12 @@ async def test_losers_of_the_unique_constraint_answer_with_the_winners_record(
         return found
 
     monkeypatch.setattr(CheckinService, "_by_slot", lookup_then_wait)
-    responses = await asyncio.gather(*(check_in(client, sid, headers, token=token_of(gate)) for _ in range(racers)))
-    assert sorted(r.status_code for r in responses) == [200] * (racers - 1) + [201], [r.text for r in responses]
+    responses = await asyncio.gather(
+        *(check_in(client, sid, headers, token=token_of(gate)) for _ in range(racers))
+    )
+    assert sorted(r.status_code for r in responses) == [200] * (racers - 1) + [201], [
+        r.text for r in responses
+    ]
     assert len({json.dumps(r.json(), sort_keys=True) for r in responses}) == 1
     assert await db_count(runtime) == 1
     counters = (await runtime.live.night_counters(night_of(datetime.now(UTC))))[NETS]
@@ -236,17 +246,26 @@ async def test_idempotency_key_returns_the_same_record(client, auth, runtime) ->
     gate = (await checkpoints(client, auth, NETS))[0]
     sid, headers = await start(client)
     scanned = datetime.now(TZ) - timedelta(minutes=3)
-    first = await check_in(client, sid, headers, key="retry-1", token=token_of(gate),
-                           scanned_at=scanned.isoformat(), expect=201)
+    first = await check_in(
+        client, sid, headers, key="retry-1", token=token_of(gate), scanned_at=scanned.isoformat(), expect=201
+    )
     # The app's retry carries a slightly different scanned_at: still the same record.
-    retry = await check_in(client, sid, headers, key="retry-1", token=token_of(gate),
-                           scanned_at=(scanned + timedelta(seconds=40)).isoformat(), expect=200)
+    retry = await check_in(
+        client,
+        sid,
+        headers,
+        key="retry-1",
+        token=token_of(gate),
+        scanned_at=(scanned + timedelta(seconds=40)).isoformat(),
+        expect=200,
+    )
     assert retry.json() == first.json()
     assert datetime.fromisoformat(first.json()["scanned_at"]) == scanned
     # Concurrent retries with one key: one record.
     other = (await checkpoints(client, auth, NETS))[1]
-    burst = await asyncio.gather(*(check_in(client, sid, headers, key="retry-2", token=token_of(other))
-                                   for _ in range(10)))
+    burst = await asyncio.gather(
+        *(check_in(client, sid, headers, key="retry-2", token=token_of(other)) for _ in range(10))
+    )
     assert sorted(r.status_code for r in burst) == [200] * 9 + [201]
     assert await db_count(runtime) == 2
     bad = await check_in(client, sid, headers, key="x" * 65, token=token_of(gate))
@@ -264,7 +283,9 @@ async def test_forged_altered_unknown_key_and_malformed_tokens_are_refused(clien
     sid, headers = await start(client)
 
     # Forged: the right layout and a real kid, signed with a key that is not the server's.
-    forged = b32(body + hmac.new(b"guessed-key", b"tourapi/checkpoint/1:" + body, hashlib.sha256).digest()[:10])
+    forged = b32(
+        body + hmac.new(b"guessed-key", b"tourapi/checkpoint/1:" + body, hashlib.sha256).digest()[:10]
+    )
     refused = await check_in(client, sid, headers, token=forged)
     assert problem(refused, 422, "invalid-token", "token")["detail"] == "the code's signature is not valid"
 
@@ -276,14 +297,18 @@ async def test_forged_altered_unknown_key_and_malformed_tokens_are_refused(clien
     # Altered: one character of the printed code changed (every position). The first four characters
     # carry the key id, so a change there may name a key the service does not know instead.
     for i in range(len(good)):
-        flipped = good[:i] + ("A" if good[i] != "A" else "B") + good[i + 1:]
+        flipped = good[:i] + ("A" if good[i] != "A" else "B") + good[i + 1 :]
         response = await check_in(client, sid, headers, token=flipped)
         assert response.status_code == 422, response.text
         slugs = {"invalid-token", "unknown-key"} if i < 4 else {"invalid-token"}
         assert response.json()["type"].removeprefix(PROBLEM) in slugs and response.json()["field"] == "token"
     # A key id the service never issued.
-    unknown_kid = bytes.fromhex("0000") if runtime.keyring.active["qr"][0] != "0000" else bytes.fromhex("0001")
-    problem(await check_in(client, sid, headers, token=b32(unknown_kid + raw[2:])), 422, "unknown-key", "token")
+    unknown_kid = (
+        bytes.fromhex("0000") if runtime.keyring.active["qr"][0] != "0000" else bytes.fromhex("0001")
+    )
+    problem(
+        await check_in(client, sid, headers, token=b32(unknown_kid + raw[2:])), 422, "unknown-key", "token"
+    )
     # Not a token at all.
     for junk in ("", "hello", "0" * 23, good[:-3]):
         response = await check_in(client, sid, headers, token=junk)
@@ -302,11 +327,17 @@ async def test_revoked_poster_is_refused_with_its_own_reason(client, auth, runti
     assert fresh["version"] == gate["version"] + 1 and fresh["manual_code"] != gate["manual_code"]
     assert fresh["url"] != gate["url"]
     sid, headers = await start(client)
-    body = problem(await check_in(client, sid, headers, token=token_of(gate)), 422, "checkpoint-revoked", "token")
+    body = problem(
+        await check_in(client, sid, headers, token=token_of(gate)), 422, "checkpoint-revoked", "token"
+    )
     assert "replaced" in body["detail"] and "staff" in body["detail"]
     # The old manual code is gone too; the new poster works.
-    problem(await check_in(client, sid, headers, manual_code=gate["manual_code"]), 422, "unknown-manual-code",
-            "manual_code")
+    problem(
+        await check_in(client, sid, headers, manual_code=gate["manual_code"]),
+        422,
+        "unknown-manual-code",
+        "manual_code",
+    )
     await check_in(client, sid, headers, token=token_of(fresh), expect=201)
 
 
@@ -341,8 +372,9 @@ async def test_rotated_keys_verify_together_and_retired_keys_are_refused(client,
 async def test_wrong_venue_is_refused(client, auth) -> None:
     gate = (await checkpoints(client, auth, NETS))[0]
     sid, headers = await start(client)
-    body = problem(await check_in(client, sid, headers, token=token_of(gate), poi_id=LION), 422, "wrong-venue",
-                   "poi_id")
+    body = problem(
+        await check_in(client, sid, headers, token=token_of(gate), poi_id=LION), 422, "wrong-venue", "poi_id"
+    )
     assert NETS in body["detail"]
     await check_in(client, sid, headers, token=token_of(gate), poi_id=NETS, expect=201)
 
@@ -362,16 +394,23 @@ async def test_session_must_match_and_be_active(client, auth, runtime) -> None:
     gate = (await checkpoints(client, auth, NETS))[0]
     sid, headers = await start(client)
     other_sid, _ = await start(client)
-    problem(await check_in(client, other_sid, headers, token=token_of(gate)), 403, "session-mismatch", "session_id")
-    staff = await client.post("/v1/checkins", json={"session_id": sid, "token": token_of(gate)},
-                              headers=await auth("staff-nets"))
+    problem(
+        await check_in(client, other_sid, headers, token=token_of(gate)),
+        403,
+        "session-mismatch",
+        "session_id",
+    )
+    staff = await client.post(
+        "/v1/checkins", json={"session_id": sid, "token": token_of(gate)}, headers=await auth("staff-nets")
+    )
     assert staff.status_code == 403
     anonymous = await client.post("/v1/checkins", json={"session_id": sid, "token": token_of(gate)})
     assert anonymous.status_code == 401
     ended = await client.delete(f"/v1/sessions/{sid}", headers=headers)
     assert ended.status_code == 204
-    body = problem(await check_in(client, sid, headers, token=token_of(gate)), 409, "session-not-active",
-                   "session_id")
+    body = problem(
+        await check_in(client, sid, headers, token=token_of(gate)), 409, "session-not-active", "session_id"
+    )
     assert "start a new session" in body["detail"]
     assert await db_count(runtime) == 0
 
@@ -380,8 +419,12 @@ async def test_exactly_one_code(client, auth) -> None:
     gate = (await checkpoints(client, auth, NETS))[0]
     sid, headers = await start(client)
     problem(await check_in(client, sid, headers), 422, "invalid-input", "token")
-    problem(await check_in(client, sid, headers, token=token_of(gate), manual_code=gate["manual_code"]),
-            422, "invalid-input", "token")
+    problem(
+        await check_in(client, sid, headers, token=token_of(gate), manual_code=gate["manual_code"]),
+        422,
+        "invalid-input",
+        "token",
+    )
 
 
 async def test_scanned_at_must_be_plausible(client, auth, runtime) -> None:
@@ -389,18 +432,34 @@ async def test_scanned_at_must_be_plausible(client, auth, runtime) -> None:
     sid, headers = await start(client)
     now = datetime.now(TZ)
     skew = runtime.settings.max_clock_skew_s
-    future = await check_in(client, sid, headers, token=token_of(gate),
-                            scanned_at=(now + timedelta(seconds=skew + 60)).isoformat())
+    future = await check_in(
+        client,
+        sid,
+        headers,
+        token=token_of(gate),
+        scanned_at=(now + timedelta(seconds=skew + 60)).isoformat(),
+    )
     problem(future, 422, "implausible-scanned-at", "scanned_at")
     hours = runtime.settings.max_late_checkin_h
-    ancient = await check_in(client, sid, headers, token=token_of(gate),
-                             scanned_at=(now - timedelta(hours=hours, minutes=5)).isoformat())
+    ancient = await check_in(
+        client,
+        sid,
+        headers,
+        token=token_of(gate),
+        scanned_at=(now - timedelta(hours=hours, minutes=5)).isoformat(),
+    )
     assert f"{hours} h" in problem(ancient, 422, "implausible-scanned-at", "scanned_at")["detail"]
     naive = await check_in(client, sid, headers, token=token_of(gate), scanned_at="2026-07-18T20:00:00")
     problem(naive, 422, "invalid-input", "scanned_at")
     # Slightly ahead (clock skew) is fine and is recorded as now, not in the future.
-    ok = await check_in(client, sid, headers, token=token_of(gate),
-                        scanned_at=(now + timedelta(seconds=skew // 2)).isoformat(), expect=201)
+    ok = await check_in(
+        client,
+        sid,
+        headers,
+        token=token_of(gate),
+        scanned_at=(now + timedelta(seconds=skew // 2)).isoformat(),
+        expect=201,
+    )
     assert datetime.fromisoformat(ok.json()["scanned_at"]) <= datetime.now(TZ)
 
 
@@ -408,8 +467,9 @@ async def test_late_offline_upload_lands_in_its_night_and_is_flagged(client, aut
     gate = (await checkpoints(client, auth, NETS))[0]
     sid, headers = await start(client)
     scanned = datetime.now(TZ) - timedelta(hours=26)
-    response = await check_in(client, sid, headers, token=token_of(gate), scanned_at=scanned.isoformat(),
-                              expect=201)
+    response = await check_in(
+        client, sid, headers, token=token_of(gate), scanned_at=scanned.isoformat(), expect=201
+    )
     record = response.json()
     expected_night = night_of(scanned)
     assert record["late"] is True and record["night"] == expected_night.isoformat()
@@ -421,8 +481,14 @@ async def test_late_offline_upload_lands_in_its_night_and_is_flagged(client, aut
     await check_in(client, sid, headers, token=token_of(gate), expect=201)
     # A scan 20 minutes ago is tonight but late: counted, not inside.
     other = (await checkpoints(client, auth, LION))[0]
-    late = await check_in(client, sid, headers, token=token_of(other),
-                          scanned_at=(datetime.now(TZ) - timedelta(minutes=20)).isoformat(), expect=201)
+    late = await check_in(
+        client,
+        sid,
+        headers,
+        token=token_of(other),
+        scanned_at=(datetime.now(TZ) - timedelta(minutes=20)).isoformat(),
+        expect=201,
+    )
     assert late.json()["late"] is True
     assert await runtime.live.poi_occupancy(LION) == 0
 
@@ -435,12 +501,20 @@ async def test_proximity_rule(client, auth, runtime) -> None:
     sid, headers = await start(client)
     problem(await check_in(client, sid, headers, token=token), 422, "position-required", "lon")
     far_lon, far_lat = outside_by(PIER, 300)
-    body = problem(await check_in(client, sid, headers, token=token, lon=far_lon, lat=far_lat, accuracy=10),
-                   422, "too-far", "lon")
+    body = problem(
+        await check_in(client, sid, headers, token=token, lon=far_lon, lat=far_lat, accuracy=10),
+        422,
+        "too-far",
+        "lon",
+    )
     assert "300 m" in body["detail"]
     limit = runtime.settings.max_ping_accuracy_m
-    problem(await check_in(client, sid, headers, token=token, lon=far_lon, lat=far_lat, accuracy=limit + 1),
-            422, "position-too-inaccurate", "accuracy")
+    problem(
+        await check_in(client, sid, headers, token=token, lon=far_lon, lat=far_lat, accuracy=limit + 1),
+        422,
+        "position-too-inaccurate",
+        "accuracy",
+    )
     # 20 m beyond the fence with 10 m accuracy: within accuracy + margin (10 + 30).
     near_lon, near_lat = outside_by(PIER, 20)
     assert 20 < 10 + margin
@@ -448,12 +522,15 @@ async def test_proximity_rule(client, auth, runtime) -> None:
     # 60 m beyond it is not (another session).
     sid2, headers2 = await start(client)
     lon60, lat60 = outside_by(PIER, 60)
-    problem(await check_in(client, sid2, headers2, token=token, lon=lon60, lat=lat60, accuracy=10), 422, "too-far")
+    problem(
+        await check_in(client, sid2, headers2, token=token, lon=lon60, lat=lat60, accuracy=10), 422, "too-far"
+    )
     # Inside, reported in GCJ-02 (what Chinese map SDKs give): accepted.
     centre = fence(PIER).centroid
     gcj = wgs84_to_gcj02(centre.x, centre.y)
-    await check_in(client, sid2, headers2, token=token, lon=gcj[0], lat=gcj[1], accuracy=5, crs="gcj02",
-                   expect=201)
+    await check_in(
+        client, sid2, headers2, token=token, lon=gcj[0], lat=gcj[1], accuracy=5, crs="gcj02", expect=201
+    )
     # Checkpoints without the rule ignore positions.
     gate = (await checkpoints(client, auth, NETS))[0]
     await check_in(client, sid2, headers2, token=token_of(gate), lon=far_lon, lat=far_lat, expect=201)
@@ -487,7 +564,9 @@ async def test_manual_code_guessing_is_rate_limited_per_session_and_ip(client, a
     taken = {gate["manual_code"].replace("-", "")}
     sid, headers = await start(client)
     for n in range(10):
-        problem(await check_in(client, sid, headers, manual_code=wrong_code(taken, n)), 422, "unknown-manual-code")
+        problem(
+            await check_in(client, sid, headers, manual_code=wrong_code(taken, n)), 422, "unknown-manual-code"
+        )
     limited = await check_in(client, sid, headers, manual_code=wrong_code(taken, 99))
     body = problem(limited, 429, "rate-limited")
     assert 1 <= int(limited.headers["retry-after"]) <= 600
@@ -501,8 +580,11 @@ async def test_manual_code_guessing_is_rate_limited_per_session_and_ip(client, a
     while attempts < 60:
         other_sid, other_headers = await start(client)
         for _ in range(min(10, 60 - attempts)):
-            problem(await check_in(client, other_sid, other_headers, manual_code=wrong_code(taken, attempts)),
-                    422, "unknown-manual-code")
+            problem(
+                await check_in(client, other_sid, other_headers, manual_code=wrong_code(taken, attempts)),
+                422,
+                "unknown-manual-code",
+            )
             attempts += 1
     fresh_sid, fresh_headers = await start(client)
     blocked = await check_in(client, fresh_sid, fresh_headers, manual_code=wrong_code(taken, 500))
@@ -529,10 +611,17 @@ async def test_rate_limits_are_shared_by_workers(client, auth, settings, backend
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver.local") as worker2:
             for n in range(10):
                 target = client if n % 2 else worker2
-                problem(await check_in(target, sid, headers, manual_code=wrong_code(taken, n)), 422,
-                        "unknown-manual-code")
-            problem(await check_in(worker2, sid, headers, manual_code=wrong_code(taken, 50)), 429, "rate-limited")
-            problem(await check_in(client, sid, headers, manual_code=wrong_code(taken, 51)), 429, "rate-limited")
+                problem(
+                    await check_in(target, sid, headers, manual_code=wrong_code(taken, n)),
+                    422,
+                    "unknown-manual-code",
+                )
+            problem(
+                await check_in(worker2, sid, headers, manual_code=wrong_code(taken, 50)), 429, "rate-limited"
+            )
+            problem(
+                await check_in(client, sid, headers, manual_code=wrong_code(taken, 51)), 429, "rate-limited"
+            )
 
 
 # ---- Redis outage, repair and rebuild ------------------------------------------------------------------------
@@ -548,8 +637,14 @@ async def test_checkin_is_recorded_when_redis_is_down_and_counted_after_repair(c
     gate = (await checkpoints(client, auth, NETS))[0]
     sid, headers = await start(client)
     healthy = runtime.live
-    dead = aioredis.Redis(host="127.0.0.1", port=closed_port(), socket_connect_timeout=0.2, socket_timeout=0.2,
-                          decode_responses=True, retry=Retry(NoBackoff(), 0))  # fail at once, not after backoff
+    dead = aioredis.Redis(
+        host="127.0.0.1",
+        port=closed_port(),
+        socket_connect_timeout=0.2,
+        socket_timeout=0.2,
+        decode_responses=True,
+        retry=Retry(NoBackoff(), 0),
+    )  # fail at once, not after backoff
     runtime.live = LiveStore(dead, runtime.settings, runtime.settings.resolved_secret())
     try:
         response = await check_in(client, sid, headers, token=token_of(gate), expect=201)
@@ -597,6 +692,7 @@ async def test_redis_failing_between_commit_and_count(client, auth, runtime, mon
 async def test_manual_code_during_redis_outage_is_a_retryable_503(client, auth, runtime, monkeypatch) -> None:
     gate = (await checkpoints(client, auth, NETS))[0]
     sid, headers = await start(client)
+
     async def down(*args, **kwargs):
         raise redis.exceptions.ConnectionError("Redis is down")
 
@@ -614,8 +710,11 @@ async def test_rebuild_restores_counters_after_redis_is_flushed(client, auth, ru
     sid_a, headers_a = await start(client, install=install)
     sid_b, headers_b = await start(client, install=install)  # the same phone, a second session
     sid_c, headers_c = await start(client)
-    for sid, headers, cps in ((sid_a, headers_a, [nets[0], nets[1], lion]), (sid_b, headers_b, [nets[0]]),
-                              (sid_c, headers_c, [nets[0], lion])):
+    for sid, headers, cps in (
+        (sid_a, headers_a, [nets[0], nets[1], lion]),
+        (sid_b, headers_b, [nets[0]]),
+        (sid_c, headers_c, [nets[0], lion]),
+    ):
         for cp in cps:
             await check_in(client, sid, headers, token=token_of(cp), expect=201)
     night = night_of(datetime.now(UTC))
@@ -626,14 +725,37 @@ async def test_rebuild_restores_counters_after_redis_is_flushed(client, auth, ru
     # A snapshot written earlier tonight remembers ping-derived entries that only Redis had.
     start_of_night = datetime.combine(night, datetime.min.time(), TZ).replace(hour=12)
     async with runtime.sessionmaker() as session:
-        session.add_all([
-            OccupancySnapshot(poi_id=LION, bucket=start_of_night + timedelta(hours=1), occupancy=3,
-                              entries_tonight=5, checkins_tonight=0, unique_tonight=5, capacity=100),
-            OccupancySnapshot(poi_id=LION, bucket=start_of_night + timedelta(hours=2), occupancy=4,
-                              entries_tonight=7, checkins_tonight=0, unique_tonight=6, capacity=100),
-            OccupancySnapshot(poi_id=LION, bucket=start_of_night - timedelta(hours=1), occupancy=9,
-                              entries_tonight=99, checkins_tonight=0, unique_tonight=9, capacity=100),
-        ])
+        session.add_all(
+            [
+                OccupancySnapshot(
+                    poi_id=LION,
+                    bucket=start_of_night + timedelta(hours=1),
+                    occupancy=3,
+                    entries_tonight=5,
+                    checkins_tonight=0,
+                    unique_tonight=5,
+                    capacity=100,
+                ),
+                OccupancySnapshot(
+                    poi_id=LION,
+                    bucket=start_of_night + timedelta(hours=2),
+                    occupancy=4,
+                    entries_tonight=7,
+                    checkins_tonight=0,
+                    unique_tonight=6,
+                    capacity=100,
+                ),
+                OccupancySnapshot(
+                    poi_id=LION,
+                    bucket=start_of_night - timedelta(hours=1),
+                    occupancy=9,
+                    entries_tonight=99,
+                    checkins_tonight=0,
+                    unique_tonight=9,
+                    capacity=100,
+                ),
+            ]
+        )
         await session.commit()
     await flush_namespace(runtime)
     assert await runtime.live.night_counters(night) == {}
@@ -697,11 +819,29 @@ async def test_checkins_drive_route_progress(client, auth, runtime) -> None:
     nets = (await checkpoints(client, auth, NETS))[0]
     lion = (await checkpoints(client, auth, LION))[0]
     first = (await check_in(client, sid, headers, token=token_of(nets), expect=201)).json()
-    assert first["route"] == {"route_id": "test-route", "visited": [NETS], "next_stop": LION, "completed": False}
+    assert first["route"] == {
+        "route_id": "test-route",
+        "visited": [NETS],
+        "next_stop": LION,
+        "completed": False,
+    }
     # A late upload (not "inside now") still counts for progress: the record is what matters.
-    done = (await check_in(client, sid, headers, token=token_of(lion), expect=201,
-                           scanned_at=(datetime.now(TZ) - timedelta(hours=1)).isoformat())).json()
-    assert done["route"] == {"route_id": "test-route", "visited": [NETS, LION], "next_stop": None, "completed": True}
+    done = (
+        await check_in(
+            client,
+            sid,
+            headers,
+            token=token_of(lion),
+            expect=201,
+            scanned_at=(datetime.now(TZ) - timedelta(hours=1)).isoformat(),
+        )
+    ).json()
+    assert done["route"] == {
+        "route_id": "test-route",
+        "visited": [NETS, LION],
+        "next_stop": None,
+        "completed": True,
+    }
     async with runtime.sessionmaker() as session:
         assert {r.route_id for r in (await session.scalars(select(Checkin))).all()} == {"test-route"}
 
@@ -726,7 +866,9 @@ async def test_checkin_tables_match_their_migration(settings, backend) -> None:
         return alembic_helpers.include_object(obj, name, kind, reflected, compare_to)
 
     def diff(connection):
-        context = MigrationContext.configure(connection, opts={"include_object": include, "compare_type": True})
+        context = MigrationContext.configure(
+            connection, opts={"include_object": include, "compare_type": True}
+        )
         return compare_metadata(context, Base.metadata)
 
     engine = create_async_engine(settings.database_url)

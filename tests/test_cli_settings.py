@@ -9,16 +9,23 @@ import uuid
 from pathlib import Path
 
 import pytest
-
 from conftest import PG_ADMIN_URL, REDIS_URL, SECRET, _admin_execute, _pg_url, _skipped
+
 from tourapi.settings import Settings, SettingsError
 
 
-def tourapi(*args: str, env: dict[str, str], stdin: str | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
+def tourapi(
+    *args: str, env: dict[str, str], stdin: str | None = None, cwd: Path | None = None
+) -> subprocess.CompletedProcess:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("TOURAPI_")}
     return subprocess.run(
-        [sys.executable, "-m", "tourapi", *args], input=stdin, capture_output=True, text=True,
-        env={**clean, **env}, cwd=cwd, timeout=180,
+        [sys.executable, "-m", "tourapi", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env={**clean, **env},
+        cwd=cwd,
+        timeout=180,
     )
 
 
@@ -57,9 +64,15 @@ def test_embedded_serve_refuses_several_workers(tmp_path: Path) -> None:
 
 def _cli_env(backend: str, tmp_path: Path, database: str | None) -> dict[str, str]:
     if backend == "embedded":
-        return {"TOURAPI_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'cli.db'}", "TOURAPI_SECRET_KEY": SECRET}
-    return {"TOURAPI_DATABASE_URL": _pg_url(database or ""), "TOURAPI_REDIS_URL": REDIS_URL,
-            "TOURAPI_SECRET_KEY": SECRET}
+        return {
+            "TOURAPI_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'cli.db'}",
+            "TOURAPI_SECRET_KEY": SECRET,
+        }
+    return {
+        "TOURAPI_DATABASE_URL": _pg_url(database or ""),
+        "TOURAPI_REDIS_URL": REDIS_URL,
+        "TOURAPI_SECRET_KEY": SECRET,
+    }
 
 
 @pytest.mark.parametrize("setup", ["embedded", pytest.param("postgis", marks=pytest.mark.postgis)])
@@ -83,8 +96,17 @@ async def test_every_command_on_both_setups(setup: str, tmp_path: Path) -> None:
         again = tourapi("fixtures", "load", env=env)
         assert "pois.geojson: 31 records, 0 inserted or updated" in again.stdout, again.stdout
 
-        added = tourapi("users", "add", "gatekeeper", "--role", "staff", "--venue", "lion-grove-garden",
-                        env=env, stdin="correct horse battery\n")
+        added = tourapi(
+            "users",
+            "add",
+            "gatekeeper",
+            "--role",
+            "staff",
+            "--venue",
+            "lion-grove-garden",
+            env=env,
+            stdin="correct horse battery\n",
+        )
         assert added.returncode == 0, added.stderr
         short = tourapi("users", "add", "weak", "--role", "operator", env=env, stdin="short\n")
         assert short.returncode != 0 and "password" in short.stderr
@@ -126,6 +148,7 @@ async def test_migrations_match_the_models() -> None:
         await asyncio.to_thread(upgrade, settings, "heads")
         engine = create_async_engine(_pg_url(database))
         async with engine.connect() as conn:
+
             def diff(sync_conn):
                 context = MigrationContext.configure(
                     sync_conn, opts={"include_object": alembic_helpers.include_object, "compare_type": True}

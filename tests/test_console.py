@@ -20,16 +20,23 @@ import httpx
 import pytest
 import pytest_asyncio
 import shapely
-from playwright.async_api import Browser, Page, async_playwright, expect
-
 from conftest import IN_CI, SECRET
+from playwright.async_api import Browser, Page, async_playwright, expect
 from test_sessions import CENTRE, FIXTURE, LION, away, offset, ping, send, start
+
 from tourapi.bootstrap import demo_password
 from tourapi.live.events import STREAM_ID
 
 CHROMIUM = Path(os.environ.get("TOURAPI_TEST_CHROMIUM", "/usr/bin/chromium"))
-CHROMIUM_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 NETS = "master-of-the-nets-garden"
 LIVE_MS = 2000  # the console must show a change within 2 seconds
 BUSY_RGB = "rgb(243, 183, 59)"  # --busy in console.css
@@ -38,8 +45,10 @@ LION_ZH = FIXTURE[LION]["properties"]["name"]["zh-Hans"]
 
 
 TILES = "https://{s}.tiles.example.org/night/{z}/{x}/{y}.png"
-PNG_1PX = bytes.fromhex("89504e470d0a1a0a0000000d49484452000000010000000108060000001f15c489"
-                        "0000000d49444154789c6360f8cf00000301010018dd8db40000000049454e44ae426082")
+PNG_1PX = bytes.fromhex(
+    "89504e470d0a1a0a0000000d49484452000000010000000108060000001f15c489"
+    "0000000d49444154789c6360f8cf00000301010018dd8db40000000049454e44ae426082"
+)
 
 
 @pytest.fixture
@@ -74,14 +83,22 @@ async def page(browser: Browser, server_url: str, tile_url: str | None) -> Async
     tab = await context.new_page()
     problems: list[str] = []
     tab.on("pageerror", lambda error: problems.append(f"page error: {error}"))
-    tab.on("console", lambda m: problems.append(m.text) if m.type == "error" and "Failed to load" not in m.text
-           else None)
+    tab.on(
+        "console",
+        lambda m: problems.append(m.text) if m.type == "error" and "Failed to load" not in m.text else None,
+    )
     # Works cut off from the internet: nothing is fetched from anywhere but this server (and the tile
     # server, when one is configured).
     tiles = re.compile(r"^https://[abc]\.tiles\.example\.org/") if tile_url else None
     elsewhere: list[str] = []
-    tab.on("request", lambda r: None if r.url.startswith((server_url + "/", "data:")) or (tiles and tiles.match(r.url))
-           else elsewhere.append(r.url))
+    tab.on(
+        "request",
+        lambda r: (
+            None
+            if r.url.startswith((server_url + "/", "data:")) or (tiles and tiles.match(r.url))
+            else elsewhere.append(r.url)
+        ),
+    )
     yield tab
     await context.close()
     assert problems == [], problems  # no script errors, no CSP violations
@@ -103,8 +120,12 @@ def row(page: Page, poi: str):
 async def walk_in(http: httpx.AsyncClient) -> tuple[str, dict[str, str]]:
     """A visitor walks from the street into the Lion Grove Garden."""
     sid, headers = await start(http)
-    await send(http, sid, headers, [ping(away(200), 90), ping(offset(CENTRE, north_m=-15), 40),
-                                    ping((CENTRE.x, CENTRE.y), 10)])
+    await send(
+        http,
+        sid,
+        headers,
+        [ping(away(200), 90), ping(offset(CENTRE, north_m=-15), 40), ping((CENTRE.x, CENTRE.y), 10)],
+    )
     return sid, headers
 
 
@@ -132,8 +153,17 @@ async def test_console_updates_live_and_alerts_can_be_acknowledged(page, server_
 
         # A check-in at the gate's poster.
         checkpoint = (await http.get(f"/v1/pois/{LION}/checkpoints", headers=admin)).json()[0]
-        checked = await http.post("/v1/checkins", headers=headers, json={
-            "session_id": sid, "token": checkpoint["url"], "lon": CENTRE.x, "lat": CENTRE.y, "accuracy": 8})
+        checked = await http.post(
+            "/v1/checkins",
+            headers=headers,
+            json={
+                "session_id": sid,
+                "token": checkpoint["url"],
+                "lon": CENTRE.x,
+                "lat": CENTRE.y,
+                "accuracy": 8,
+            },
+        )
         assert checked.status_code == 201, checked.text
         await expect(lion.locator('[data-field="checkins"]')).to_have_text("1", timeout=LIVE_MS)
         await expect(page.locator("#kpi-checkins")).to_have_text("1", timeout=LIVE_MS)
@@ -163,7 +193,9 @@ async def test_console_updates_live_and_alerts_can_be_acknowledged(page, server_
         assert await page.evaluate("window.notReloaded") is True
 
 
-async def test_console_shows_reconnecting_and_resumes_where_it_left_off(page, server_url, runtime, auth) -> None:
+async def test_console_shows_reconnecting_and_resumes_where_it_left_off(
+    page, server_url, runtime, auth
+) -> None:
     await runtime.jobs.elect()
     async with httpx.AsyncClient(base_url=server_url, timeout=10) as http:
         await http.patch(f"/v1/pois/{LION}", json={"capacity": 1}, headers=await auth("admin"))
@@ -273,16 +305,29 @@ async def test_stream_parser_and_reconnect_logic_in_the_browser(page, server_url
                backoff: [0, 1, 2, 3, 4, 9].map((n) => backoffDelay(n, () => 0.5)),
                jitter: [backoffDelay(0, () => 0), backoffDelay(0, () => 0.999)] };
     }""")
-    assert result["parsed"] == [json.dumps([
-        {"event": "snapshot", "data": '{"a":\n1}', "id": "1-0"},
-        {"event": "occupancy", "data": "x", "id": "2-0"},
-        {"event": "message", "data": "y", "id": "2-0"},
-    ], separators=(",", ":"))]  # the same events whatever the chunk boundaries
+    assert result["parsed"] == [
+        json.dumps(
+            [
+                {"event": "snapshot", "data": '{"a":\n1}', "id": "1-0"},
+                {"event": "occupancy", "data": "x", "id": "2-0"},
+                {"event": "message", "data": "y", "id": "2-0"},
+            ],
+            separators=(",", ":"),
+        )
+    ]  # the same events whatever the chunk boundaries
     assert [c.get("Last-Event-ID") for c in result["calls"]] == [None, "5-0", "5-0", "6-1", "6-1"]
     assert all(c["Authorization"] == "Bearer tok" for c in result["calls"])
     assert result["events"] == [["snapshot", "5-0", "{}"], ["occupancy", "6-1", '{"pois":[]}']]
-    assert result["statuses"] == ["connecting", "live", "reconnecting", "live", "reconnecting", "live",
-                                  "reconnecting", "unauthorized"]
+    assert result["statuses"] == [
+        "connecting",
+        "live",
+        "reconnecting",
+        "live",
+        "reconnecting",
+        "live",
+        "reconnecting",
+        "unauthorized",
+    ]
     assert result["authStatus"] == 401
     assert result["backoff"] == [1000, 2000, 4000, 8000, 15000, 15000]
     assert result["jitter"] == [800, 1200]
@@ -298,7 +343,8 @@ async def test_console_sign_in_languages_and_large_text(page, server_url) -> Non
     await page.fill("#password", demo_password(SECRET, "staff-nets"))
     await page.click("#login-submit")
     await expect(page.locator("#login-error")).to_have_text(
-        "This account cannot open the console: operators and admins only.")
+        "This account cannot open the console: operators and admins only."
+    )
 
     await sign_in(page, server_url)
     token = await page.evaluate("JSON.parse(sessionStorage.getItem('tourapi.ops.auth')).token")
@@ -354,7 +400,7 @@ async def test_a_tile_url_adds_a_basemap_under_the_geofences(page, server_url) -
     assert hrefs and all(pattern.match(h) for h in hrefs), hrefs
     # Web Mercator tiles around Suzhou (120.6 E, 31.3 N) at the zoom the map chose.
     z, x, y = (int(n) for n in pattern.match(hrefs[0]).groups())
-    n = 2 ** z
+    n = 2**z
     assert abs(x / n * 360 - 180 - 120.6) < 360 / n * 8 and 10 <= z <= 17
     lat = math.degrees(math.atan(math.sinh(math.pi * (1 - 2 * y / n))))
     assert abs(lat - 31.3) < 2
@@ -364,5 +410,7 @@ async def test_a_tile_url_adds_a_basemap_under_the_geofences(page, server_url) -
         await page.wait_for_timeout(50)
     assert served  # the browser fetched them (the CSP allowed the tile server's images)
     # The geofences are drawn above the basemap.
-    order = await page.evaluate("[...document.querySelector('#map').children].map((n) => n.getAttribute('class'))")
+    order = await page.evaluate(
+        "[...document.querySelector('#map').children].map((n) => n.getAttribute('class'))"
+    )
     assert order.index("tiles") < order.index("fences")

@@ -11,8 +11,11 @@ ASSETS = resources.files("tourapi") / "static" / "ops" / "assets"
 
 
 def csp_of(response) -> dict[str, str]:
-    return {part.split(" ", 1)[0]: part.split(" ", 1)[1] if " " in part else ""
-            for part in (p.strip() for p in response.headers["content-security-policy"].split(";")) if part}
+    return {
+        part.split(" ", 1)[0]: part.split(" ", 1)[1] if " " in part else ""
+        for part in (p.strip() for p in response.headers["content-security-policy"].split(";"))
+        if part
+    }
 
 
 async def test_console_page_is_served_with_security_headers(client) -> None:
@@ -26,7 +29,11 @@ async def test_console_page_is_served_with_security_headers(client) -> None:
     assert "geolocation=()" in headers["permissions-policy"] and "camera=()" in headers["permissions-policy"]
     csp = csp_of(response)
     assert csp["default-src"] == "'self'" and csp["script-src"] == "'self'" and csp["style-src"] == "'self'"
-    assert csp["frame-ancestors"] == "'none'" and csp["object-src"] == "'none'" and csp["connect-src"] == "'self'"
+    assert (
+        csp["frame-ancestors"] == "'none'"
+        and csp["object-src"] == "'none'"
+        and csp["connect-src"] == "'self'"
+    )
     assert csp["img-src"] == "'self' data:"  # no tile server configured
     # Everything the page loads is local (no CDN) and no script is inline (the CSP would block it).
     html = response.text
@@ -53,7 +60,14 @@ async def test_assets_load_with_types_and_revalidate(client) -> None:
 
 
 async def test_only_known_assets_are_served(client) -> None:
-    for name in ("nope.js", "..%2Fapp.js", "%2E%2E%2Findex.html", "app.JS", "index.html", "..%2F..%2Fsettings.py"):
+    for name in (
+        "nope.js",
+        "..%2Fapp.js",
+        "%2E%2E%2Findex.html",
+        "app.JS",
+        "index.html",
+        "..%2F..%2Fsettings.py",
+    ):
         assert (await client.get(f"/ops/assets/{name}")).status_code == 404, name
 
 

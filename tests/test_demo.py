@@ -10,10 +10,10 @@ import random
 import httpx
 import pytest
 from click.testing import CliRunner
+from conftest import SECRET
 from shapely.geometry import Point
 from sqlalchemy import func, select
 
-from conftest import SECRET
 from tourapi.bootstrap import demo_password
 from tourapi.cli import main as cli
 from tourapi.db.models import Checkin
@@ -45,11 +45,21 @@ def settings(settings):
 
 def fixture_world(posters: bool = True):
     """The world as the simulator reads it from the API, made from the fixture files."""
-    features = [{"id": f["properties"]["id"], "properties": {**f["properties"], "name": f["properties"]["name"]["en"]}}
-                for f in POIS["features"]]
-    routes = {"routes": [{"id": r["id"], "poi_ids": [s["poi_id"] for s in r["stops"]]} for r in ROUTES["routes"]]}
-    return build_world({"features": features}, routes,
-                       {f["id"]: ["https://posters.example/c/x"] for f in features} if posters else {})
+    features = [
+        {
+            "id": f["properties"]["id"],
+            "properties": {**f["properties"], "name": f["properties"]["name"]["en"]},
+        }
+        for f in POIS["features"]
+    ]
+    routes = {
+        "routes": [{"id": r["id"], "poi_ids": [s["poi_id"] for s in r["stops"]]} for r in ROUTES["routes"]]
+    }
+    return build_world(
+        {"features": features},
+        routes,
+        {f["id"]: ["https://posters.example/c/x"] for f in features} if posters else {},
+    )
 
 
 def test_route_plans_visit_the_stops_in_order_and_stay_inside() -> None:
@@ -81,7 +91,9 @@ def test_the_performance_fills_the_hotspot_and_no_more() -> None:
     capacity = world.venues["pipayu-pingtan-teahouse"].capacity
     assert len(audience) == math.ceil(capacity * 0.95)
     mid_show = sum(planner.show) / 2
-    there = sum(1 for p in plans if p.position(mid_show)[1] == "pipayu-pingtan-teahouse" and p.arrive <= mid_show)
+    there = sum(
+        1 for p in plans if p.position(mid_show)[1] == "pipayu-pingtan-teahouse" and p.arrive <= mid_show
+    )
     assert 0.9 * capacity <= there <= 1.1 * capacity
     assert all(not p.checkins for p in plans)  # no posters known: pings only
 
@@ -99,13 +111,24 @@ def test_fixes_scatter_like_a_phone_reports() -> None:
 
 async def test_a_short_evening_against_the_app(client, runtime, auth) -> None:
     admin, operator = await auth("admin"), await auth("operator")
-    assert (await client.patch(f"/v1/pois/{HOTSPOT}", json={"capacity": 10}, headers=admin)).status_code == 200
+    assert (
+        await client.patch(f"/v1/pois/{HOTSPOT}", json={"capacity": 10}, headers=admin)
+    ).status_code == 200
     await runtime.jobs.elect()
     lines: list[str] = []
     report = await run_demo(
-        DemoConfig(visitors=24, speed=60, duration=8, hotspot=HOTSPOT, username="operator",
-                   password=demo_password(SECRET, "operator"), seed=4, report_every=2),
-        client=client, say=lines.append,
+        DemoConfig(
+            visitors=24,
+            speed=60,
+            duration=8,
+            hotspot=HOTSPOT,
+            username="operator",
+            password=demo_password(SECRET, "operator"),
+            seed=4,
+            report_every=2,
+        ),
+        client=client,
+        say=lines.append,
     )
     assert report.errors == {} and report.sessions == 24
     assert report.pings_accepted == report.pings_sent > 24 * 5
@@ -125,10 +148,10 @@ async def test_a_short_evening_against_the_app(client, runtime, auth) -> None:
 
 
 def test_cli_reports_an_unreachable_server() -> None:
-    result = CliRunner().invoke(cli, ["demo-traffic", "--base-url", "http://127.0.0.1:9", "--duration", "5",
-                                      "--password", "x"])
+    result = CliRunner().invoke(
+        cli, ["demo-traffic", "--base-url", "http://127.0.0.1:9", "--duration", "5", "--password", "x"]
+    )
     assert result.exit_code == 1 and "cannot reach http://127.0.0.1:9" in result.output
-
 
 
 async def test_a_burst_of_arrivals_is_paced_by_the_session_limit_not_lost() -> None:
@@ -141,7 +164,9 @@ async def test_a_burst_of_arrivals_is_paced_by_the_session_limit_not_lost() -> N
         status = next(answers)
         seen.append(request.url.path)
         if status == 429:
-            return httpx.Response(429, headers={"Retry-After": "0.2"}, json={"type": "urn:tourapi:problem:rate-limited"})
+            return httpx.Response(
+                429, headers={"Retry-After": "0.2"}, json={"type": "urn:tourapi:problem:rate-limited"}
+            )
         return httpx.Response(201, json={"session_id": "0-" + "a" * 20, "token": "t"})
 
     async with httpx.AsyncClient(transport=httpx.MockTransport(server), base_url="http://demo.test") as http:

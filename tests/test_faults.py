@@ -26,8 +26,6 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import func, select
-
 from conftest import (
     REDIS_URL,
     SECRET,
@@ -40,7 +38,9 @@ from conftest import (
     settings_env,
     token_for,
 )
+from sqlalchemy import func, select
 from test_sessions import CENTRE, LION, ping
+
 from tourapi.app import create_app
 from tourapi.db.models import Checkin
 from tourapi.runtime import Runtime
@@ -68,12 +68,27 @@ class PrivateRedis:
 
     def start(self) -> None:
         self.process = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--enable-debug-command", "yes"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--enable-debug-command",
+                "yes",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         for _ in range(100):
-            if subprocess.run(["redis-cli", "-p", str(self.port), "ping"], capture_output=True).returncode == 0:
+            if (
+                subprocess.run(["redis-cli", "-p", str(self.port), "ping"], capture_output=True).returncode
+                == 0
+            ):
                 return
             time.sleep(0.05)
         raise RuntimeError("private redis did not start")
@@ -132,20 +147,26 @@ async def test_redis_down_then_back(database: str, private_redis: PrivateRedis) 
 
     settings = make_settings(database, private_redis.url)
     runtime, app = await running(settings)
-    async with lifespan(app), httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
-                                                base_url="http://testserver.local") as client:
+    async with (
+        lifespan(app),
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://testserver.local"
+        ) as client,
+    ):
         token = await checkpoint_token(client, NETS)
         sid, headers = await new_session(client)
-        entered = await client.post(f"/v1/sessions/{sid}/pings", json={"pings": [ping((CENTRE.x, CENTRE.y), 5)]},
-                                    headers=headers)
+        entered = await client.post(
+            f"/v1/sessions/{sid}/pings", json={"pings": [ping((CENTRE.x, CENTRE.y), 5)]}, headers=headers
+        )
         assert entered.json()["inside"] == [LION]
         first = await client.post("/v1/checkins", json={"token": token, "session_id": sid}, headers=headers)
         assert first.status_code == 201
 
         private_redis.stop()
         started = time.monotonic()
-        down = await client.post(f"/v1/sessions/{sid}/pings", json={"pings": [ping((CENTRE.x, CENTRE.y), 2)]},
-                                 headers=headers)
+        down = await client.post(
+            f"/v1/sessions/{sid}/pings", json={"pings": [ping((CENTRE.x, CENTRE.y), 2)]}, headers=headers
+        )
         is_problem(down, 503, "live-state-unavailable")
         assert down.headers["retry-after"]
         assert time.monotonic() - started < 3, "a dead Redis must fail fast"
@@ -154,11 +175,14 @@ async def test_redis_down_then_back(database: str, private_redis: PrivateRedis) 
         is_problem(await client.post("/v1/sessions", json={"install_id": f"install-{uuid.uuid4()}"}), 503)
         # The catalogue and the geofence index do not need Redis.
         assert (await client.get("/v1/pois/lion-grove-garden")).status_code == 200
-        assert (await client.get("/v1/geofences/containing",
-                                 params={"lon": CENTRE.x, "lat": CENTRE.y})).json()["poi_ids"] == [LION]
+        assert (
+            await client.get("/v1/geofences/containing", params={"lon": CENTRE.x, "lat": CENTRE.y})
+        ).json()["poi_ids"] == [LION]
         # A check-in during the outage is recorded in the database.
         second_token = await checkpoint_token(client, LION)
-        during = await client.post("/v1/checkins", json={"token": second_token, "session_id": sid}, headers=headers)
+        during = await client.post(
+            "/v1/checkins", json={"token": second_token, "session_id": sid}, headers=headers
+        )
         assert during.status_code == 201, during.text
 
         private_redis.start()  # back, and empty
@@ -167,8 +191,9 @@ async def test_redis_down_then_back(database: str, private_redis: PrivateRedis) 
                 break
             await asyncio.sleep(0.1)
         assert (await client.get("/readyz")).status_code == 200, "recovers by itself"
-        gone = await client.post(f"/v1/sessions/{sid}/pings", json={"pings": [ping((CENTRE.x, CENTRE.y), 1)]},
-                                 headers=headers)
+        gone = await client.post(
+            f"/v1/sessions/{sid}/pings", json={"pings": [ping((CENTRE.x, CENTRE.y), 1)]}, headers=headers
+        )
         is_problem(gone, 404, "session-not-found")  # the app starts a new session
         await new_session(client)
 
@@ -184,17 +209,28 @@ async def test_redis_down_then_back(database: str, private_redis: PrivateRedis) 
 async def test_slow_redis_fails_within_the_timeout(database: str, private_redis: PrivateRedis) -> None:
     settings = make_settings(database, private_redis.url)
     runtime, app = await running(settings)
-    async with lifespan(app), httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
-                                                base_url="http://testserver.local") as client:
+    async with (
+        lifespan(app),
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://testserver.local"
+        ) as client,
+    ):
         sid, headers = await new_session(client)
         blocker = await asyncio.create_subprocess_exec(
-            "redis-cli", "-p", str(private_redis.port), "DEBUG", "SLEEP", "3",
-            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+            "redis-cli",
+            "-p",
+            str(private_redis.port),
+            "DEBUG",
+            "SLEEP",
+            "3",
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
         )
         await asyncio.sleep(0.2)
         started = time.monotonic()
-        slow = await client.post(f"/v1/sessions/{sid}/pings", json={"pings": [ping((CENTRE.x, CENTRE.y), 2)]},
-                                 headers=headers)
+        slow = await client.post(
+            f"/v1/sessions/{sid}/pings", json={"pings": [ping((CENTRE.x, CENTRE.y), 2)]}, headers=headers
+        )
         elapsed = time.monotonic() - started
         await blocker.wait()
         is_problem(slow, 503, "live-state-unavailable")
@@ -215,18 +251,44 @@ class PrivatePostgres:
         subprocess.run(["runuser", "-u", "postgres", "--", *args], check=True, capture_output=True)
 
     def init(self) -> None:
-        self._as_postgres(str(self.bin / "initdb"), "-D", str(self.dir / "data"), "-A", "trust", "-U", "postgres")
+        self._as_postgres(
+            str(self.bin / "initdb"), "-D", str(self.dir / "data"), "-A", "trust", "-U", "postgres"
+        )
 
     def start(self) -> None:
-        self._as_postgres(str(self.bin / "pg_ctl"), "-D", str(self.dir / "data"), "-w", "-l", str(self.dir / "log"),
-                          "-o", f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1", "start")
+        self._as_postgres(
+            str(self.bin / "pg_ctl"),
+            "-D",
+            str(self.dir / "data"),
+            "-w",
+            "-l",
+            str(self.dir / "log"),
+            "-o",
+            f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1",
+            "start",
+        )
 
     def stop(self) -> None:
-        self._as_postgres(str(self.bin / "pg_ctl"), "-D", str(self.dir / "data"), "-m", "immediate", "-w", "stop")
+        self._as_postgres(
+            str(self.bin / "pg_ctl"), "-D", str(self.dir / "data"), "-m", "immediate", "-w", "stop"
+        )
 
     def remove(self) -> None:
-        subprocess.run(["runuser", "-u", "postgres", "--", str(self.bin / "pg_ctl"), "-D", str(self.dir / "data"),
-                        "-m", "immediate", "stop"], capture_output=True)
+        subprocess.run(
+            [
+                "runuser",
+                "-u",
+                "postgres",
+                "--",
+                str(self.bin / "pg_ctl"),
+                "-D",
+                str(self.dir / "data"),
+                "-m",
+                "immediate",
+                "stop",
+            ],
+            capture_output=True,
+        )
         shutil.rmtree(self.dir, ignore_errors=True)
 
     @property
@@ -245,9 +307,15 @@ async def private_postgres() -> AsyncIterator[PrivatePostgres]:
         settings = make_settings(pg.url, REDIS_URL, redis_namespace=f"t{uuid.uuid4().hex[:12]}")
         env = settings_env(settings)
         for command in (["db", "upgrade"], ["fixtures", "load"]):
-            done = await asyncio.create_subprocess_exec(sys.executable, "-m", "tourapi", *command, env=env,
-                                                        stdout=asyncio.subprocess.PIPE,
-                                                        stderr=asyncio.subprocess.STDOUT)
+            done = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "tourapi",
+                *command,
+                env=env,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.STDOUT,
+            )
             out, _ = await done.communicate()
             assert done.returncode == 0, out.decode()
         yield pg
@@ -258,8 +326,12 @@ async def private_postgres() -> AsyncIterator[PrivatePostgres]:
 async def test_database_down_then_back(private_postgres: PrivatePostgres) -> None:
     settings = make_settings(private_postgres.url, REDIS_URL, redis_namespace=f"t{uuid.uuid4().hex[:12]}")
     runtime, app = await running(settings)
-    async with lifespan(app), httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
-                                                base_url="http://testserver.local", timeout=30) as client:
+    async with (
+        lifespan(app),
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://testserver.local", timeout=30
+        ) as client,
+    ):
         from tourapi.bootstrap import ensure_demo_accounts
 
         async with runtime.sessionmaker() as session:
@@ -269,7 +341,9 @@ async def test_database_down_then_back(private_postgres: PrivatePostgres) -> Non
         sessions = [await new_session(client) for _ in range(40)]
 
         async def check_in(sid: str, headers: dict[str, str]) -> int:
-            response = await client.post("/v1/checkins", json={"token": token, "session_id": sid}, headers=headers)
+            response = await client.post(
+                "/v1/checkins", json={"token": token, "session_id": sid}, headers=headers
+            )
             assert response.status_code in (201, 503), response.text
             if response.status_code == 503:
                 is_problem(response, 503, "database-unavailable")
@@ -286,8 +360,9 @@ async def test_database_down_then_back(private_postgres: PrivatePostgres) -> Non
         assert (await client.get("/readyz")).status_code == 503
         # Live state and the in-memory index keep working without the database.
         sid, headers = sessions[0]
-        moving = await client.post(f"/v1/sessions/{sid}/pings", json={"pings": [ping((CENTRE.x, CENTRE.y), 1)]},
-                                   headers=headers)
+        moving = await client.post(
+            f"/v1/sessions/{sid}/pings", json={"pings": [ping((CENTRE.x, CENTRE.y), 1)]}, headers=headers
+        )
         assert moving.status_code == 200 and moving.json()["inside"] == [LION]
 
         await asyncio.to_thread(private_postgres.start)
@@ -303,20 +378,28 @@ async def test_database_down_then_back(private_postgres: PrivatePostgres) -> Non
         # The refused ones go through once the database is back.
         for (sid, headers), status in zip(sessions, statuses):
             if status == 503:
-                retry = await client.post("/v1/checkins", json={"token": token, "session_id": sid}, headers=headers)
+                retry = await client.post(
+                    "/v1/checkins", json={"token": token, "session_id": sid}, headers=headers
+                )
                 assert retry.status_code == 201, retry.text
         async with runtime.sessionmaker() as session:
             assert await session.scalar(select(func.count()).select_from(Checkin)) == len(sessions)
 
 
 async def test_worker_killed_mid_burst_loses_and_duplicates_nothing(database: str, tmp_path: Path) -> None:
-    settings = make_settings(database, REDIS_URL, redis_namespace=f"t{uuid.uuid4().hex[:12]}",
-                             rate_limit_scale=100)
+    settings = make_settings(
+        database, REDIS_URL, redis_namespace=f"t{uuid.uuid4().hex[:12]}", rate_limit_scale=100
+    )
     env = {**settings_env(settings), "TOURAPI_RATE_LIMIT_SCALE": "100"}
     port = free_port()
-    log = open(tmp_path / "serve.log", "w")  # noqa: SIM115
-    server = subprocess.Popen([sys.executable, "-m", "tourapi", "serve", "--port", str(port), "--workers", "2"],
-                              env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    log = open(tmp_path / "serve.log", "w")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "tourapi", "serve", "--port", str(port), "--workers", "2"],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         async with httpx.AsyncClient(base_url=base, timeout=10) as client:
@@ -327,17 +410,25 @@ async def test_worker_killed_mid_burst_loses_and_duplicates_nothing(database: st
                 except httpx.HTTPError:
                     pass
                 await asyncio.sleep(0.1)
-            tokens = [await checkpoint_token(client, poi) for poi in (NETS, LION, "humble-administrators-garden")]
+            tokens = [
+                await checkpoint_token(client, poi) for poi in (NETS, LION, "humble-administrators-garden")
+            ]
             sessions = [await new_session(client) for _ in range(60)]
-            jobs = [(sid, headers, qr, f"key-{n}-{m}") for n, (sid, headers) in enumerate(sessions)
-                    for m, qr in enumerate(tokens)]
+            jobs = [
+                (sid, headers, qr, f"key-{n}-{m}")
+                for n, (sid, headers) in enumerate(sessions)
+                for m, qr in enumerate(tokens)
+            ]
             results: dict[str, int] = {}
 
             async def send(sid: str, headers: dict[str, str], qr: str, key: str) -> None:
                 for _ in range(40):  # an app retries with the same Idempotency-Key until it gets an answer
                     try:
-                        response = await client.post("/v1/checkins", json={"token": qr, "session_id": sid},
-                                                     headers={**headers, "Idempotency-Key": key})
+                        response = await client.post(
+                            "/v1/checkins",
+                            json={"token": qr, "session_id": sid},
+                            headers={**headers, "Idempotency-Key": key},
+                        )
                         if response.status_code in (200, 201):
                             results[key] = response.json()["id"]
                             return
@@ -354,8 +445,12 @@ async def test_worker_killed_mid_burst_loses_and_duplicates_nothing(database: st
 
             tasks = [asyncio.create_task(limited(*job)) for job in jobs]
             await asyncio.sleep(0.3)
-            workers = [int(p) for p in subprocess.run(["pgrep", "-P", str(server.pid)], capture_output=True,
-                                                       text=True).stdout.split()]
+            workers = [
+                int(p)
+                for p in subprocess.run(
+                    ["pgrep", "-P", str(server.pid)], capture_output=True, text=True
+                ).stdout.split()
+            ]
             assert workers, "granian workers not found"
             os.kill(workers[0], signal.SIGKILL)
             await asyncio.gather(*tasks)

@@ -58,22 +58,35 @@ async def known_ids(http: httpx.AsyncClient, admin: dict[str, str]) -> dict[str,
 
 async def test_schemathesis_finds_nothing(served: str, tmp_path: Path) -> None:
     async with httpx.AsyncClient(base_url=served, timeout=10) as http:
-        login = await http.post("/v1/auth/token",
-                                json={"username": "admin", "password": demo_password(SECRET, "admin")})
+        login = await http.post(
+            "/v1/auth/token", json={"username": "admin", "password": demo_password(SECRET, "admin")}
+        )
         token = login.json()["access_token"]
         ids = await known_ids(http, {"Authorization": f"Bearer {token}"})
         started = (await http.post("/v1/sessions", json={"install_id": f"fuzz-{uuid.uuid4()}"})).json()
     assert {"poi_id", "route_id", "collection_id"} <= set(ids), ids
     command = [
-        sys.executable, "-m", "schemathesis.cli", "run", f"{served}/schema/openapi.json",
-        "--checks", f"{CHECKS},errors_are_problem_json",
-        "--max-time", FUZZ_SECONDS,
-        "--phases", "examples,coverage,fuzzing",
-        "--workers", "2",
-        "--request-timeout", "10",
-        "--exclude-path", "/v1/live/stream",
-        "--suppress-health-check", "all",
-        "--seed", SEED,
+        sys.executable,
+        "-m",
+        "schemathesis.cli",
+        "run",
+        f"{served}/schema/openapi.json",
+        "--checks",
+        f"{CHECKS},errors_are_problem_json",
+        "--max-time",
+        FUZZ_SECONDS,
+        "--phases",
+        "examples,coverage,fuzzing",
+        "--workers",
+        "2",
+        "--request-timeout",
+        "10",
+        "--exclude-path",
+        "/v1/live/stream",
+        "--suppress-health-check",
+        "all",
+        "--seed",
+        SEED,
         "--no-color",
     ]
     env = {

@@ -19,7 +19,9 @@ FIXTURE = json.loads((DEFAULT_FIXTURES / "pois.geojson").read_text())["features"
 FENCES = {f["properties"]["id"]: shapely.geometry.shape(f["properties"]["geofence"]) for f in FIXTURE}
 
 
-@pytest.mark.parametrize("poi_id", ["humble-administrators-garden", "pingjiang-road", "tiger-hill", "panmen-gate"])
+@pytest.mark.parametrize(
+    "poi_id", ["humble-administrators-garden", "pingjiang-road", "tiger-hill", "panmen-gate"]
+)
 async def test_containing_matches_shapely_on_the_fixture(client, poi_id: str) -> None:
     point = FENCES[poi_id].representative_point()
     response = await client.get("/v1/geofences/containing", params={"lon": point.x, "lat": point.y})
@@ -32,8 +34,9 @@ async def test_containing_matches_shapely_on_the_fixture(client, poi_id: str) ->
 async def test_monitor_plan_respects_platform_limits(client, platform: str, limit: int) -> None:
     at = datetime(2026, 7, 18, 20, 0, tzinfo=TZ).isoformat()  # a summer Saturday evening
     lon, lat = 120.6230, 31.3140  # Guanqian Street
-    response = await client.get("/v1/geofences/monitor",
-                                params={"lon": lon, "lat": lat, "platform": platform, "at": at})
+    response = await client.get(
+        "/v1/geofences/monitor", params={"lon": lon, "lat": lat, "platform": platform, "at": at}
+    )
     plan = response.json()
     regions = plan["regions"]
     assert len(regions) + 1 <= limit  # plus the refresh circle
@@ -53,14 +56,18 @@ async def test_monitor_plan_respects_platform_limits(client, platform: str, limi
     assert refresh["radius_m"] >= 100
     assert (refresh["lon"], refresh["lat"]) == (lon, lat)
     if platform == "ios":
-        assert len(regions) == min(19, sum(parse_schedule(h).is_open(datetime.fromisoformat(at))
-                                           for h in opening.values()))
+        assert len(regions) == min(
+            19, sum(parse_schedule(h).is_open(datetime.fromisoformat(at)) for h in opening.values())
+        )
 
 
 async def test_monitor_refresh_circle_stops_before_the_next_unregistered_fence(client) -> None:
     at = datetime(2026, 7, 18, 20, 0, tzinfo=TZ).isoformat()
-    plan = (await client.get("/v1/geofences/monitor",
-                             params={"lon": 120.6230, "lat": 31.3140, "platform": "ios", "at": at})).json()
+    plan = (
+        await client.get(
+            "/v1/geofences/monitor", params={"lon": 120.6230, "lat": 31.3140, "platform": "ios", "at": at}
+        )
+    ).json()
     registered = {r["id"] for r in plan["regions"]}
     from tourapi.geo.index import GeofenceIndex  # noqa: F401  (documented behaviour under test)
 
@@ -76,7 +83,9 @@ async def test_monitor_refresh_circle_stops_before_the_next_unregistered_fence(c
 
 
 async def test_monitor_rejects_unknown_platform(client) -> None:
-    response = await client.get("/v1/geofences/monitor", params={"lon": 120.62, "lat": 31.31, "platform": "symbian"})
+    response = await client.get(
+        "/v1/geofences/monitor", params={"lon": 120.62, "lat": 31.31, "platform": "symbian"}
+    )
     assert response.status_code == 422 and response.json()["field"] == "query.platform"
 
 
@@ -94,7 +103,9 @@ async def test_ogc_landing_conformance_collections_items(client) -> None:
     one = (await client.get("/ogc/collections/pois/items/lion-grove-garden")).json()
     assert one["id"] == "lion-grove-garden" and one["geometry"]["type"] == "Point"
     missing = await client.get("/ogc/collections/rivers")
-    assert missing.status_code == 404 and missing.headers["content-type"].startswith("application/problem+json")
+    assert missing.status_code == 404 and missing.headers["content-type"].startswith(
+        "application/problem+json"
+    )
 
 
 async def test_ogc_bbox_uses_the_polygon_for_geofences(client) -> None:

@@ -95,8 +95,9 @@ async def test_capacity_change_applies_at_once(client, runtime, auth) -> None:
 async def test_history_series_from_snapshots(client, runtime, auth) -> None:
     await enter_lion(client, 2)
     await runtime.jobs.snapshot(force=True)
-    body = (await client.get(f"/v1/live/pois/{LION}/history", params={"hours": 1},
-                             headers=await auth("operator"))).json()
+    body = (
+        await client.get(f"/v1/live/pois/{LION}/history", params={"hours": 1}, headers=await auth("operator"))
+    ).json()
     assert len(body["series"]) == 13  # 60 min / 5 min + the current bucket
     assert body["series"][-1]["occupancy"] == 2
     assert all(point["occupancy"] == 0 for point in body["series"][:-1])
@@ -113,9 +114,14 @@ async def test_event_stream_resumes_after_last_event_id(client, server_url, runt
     await enter_lion(client, 1)
     await runtime.jobs.aggregate()
     # Resume after first_id: the client gets exactly the later events, with their ids.
-    async with httpx.AsyncClient(base_url=server_url, timeout=10) as http, http.stream(
-        "GET", "/v1/live/stream", headers={**headers, "Last-Event-ID": first_id, "Accept-Encoding": "gzip"}
-    ) as response:
+    async with (
+        httpx.AsyncClient(base_url=server_url, timeout=10) as http,
+        http.stream(
+            "GET",
+            "/v1/live/stream",
+            headers={**headers, "Last-Event-ID": first_id, "Accept-Encoding": "gzip"},
+        ) as response,
+    ):
         assert response.headers["content-type"].startswith("text/event-stream")
         assert "content-encoding" not in response.headers
         lines = []
@@ -129,9 +135,10 @@ async def test_event_stream_resumes_after_last_event_id(client, server_url, runt
 
 
 async def test_event_stream_starts_with_snapshot(server_url, auth) -> None:
-    async with httpx.AsyncClient(base_url=server_url, timeout=10) as http, http.stream(
-        "GET", "/v1/live/stream", headers=await auth("operator")
-    ) as response:
+    async with (
+        httpx.AsyncClient(base_url=server_url, timeout=10) as http,
+        http.stream("GET", "/v1/live/stream", headers=await auth("operator")) as response,
+    ):
         event, data = None, None
         async for line in response.aiter_lines():
             if line.startswith("event:"):
@@ -143,7 +150,9 @@ async def test_event_stream_starts_with_snapshot(server_url, auth) -> None:
 
 
 async def test_bad_last_event_id(client, auth) -> None:
-    response = await client.get("/v1/live/stream", headers={**await auth("operator"), "Last-Event-ID": "x; drop"})
+    response = await client.get(
+        "/v1/live/stream", headers={**await auth("operator"), "Last-Event-ID": "x; drop"}
+    )
     assert response.status_code == 422 and response.json()["field"] == "Last-Event-ID"
 
 
@@ -187,8 +196,16 @@ def round_trips(redis) -> Iterator[list[str]]:
 
 def venues(n: int) -> GeofenceIndex:
     """A catalogue of ``n`` small square venues."""
-    sources = [FenceSource(f"venue-{n}-{i:04d}", shapely.box(120.5 + i * 0.001, 31.3, 120.5005 + i * 0.001, 31.3005),
-                           None, 50, 300) for i in range(n)]
+    sources = [
+        FenceSource(
+            f"venue-{n}-{i:04d}",
+            shapely.box(120.5 + i * 0.001, 31.3, 120.5005 + i * 0.001, 31.3005),
+            None,
+            50,
+            300,
+        )
+        for i in range(n)
+    ]
     return GeofenceIndex.build(sources, 1, 0.0)
 
 
@@ -216,8 +233,10 @@ async def test_summary_round_trips_do_not_grow_with_the_number_of_venues(runtime
         with round_trips(runtime.redis) as sent[n]:
             body = await live_services.summary(runtime)
         assert len(body["pois"]) == n
-        assert {(p["occupancy"], p["entries_tonight"], p["checkins_tonight"], p["unique_visitors_tonight"])
-                for p in body["pois"]} == {(3, 5, 2, 2)}
+        assert {
+            (p["occupancy"], p["entries_tonight"], p["checkins_tonight"], p["unique_visitors_tonight"])
+            for p in body["pois"]
+        } == {(3, 5, 2, 2)}
         assert body["active_sessions"]["total"] >= n
     # A few pipelines (active sessions, occupancy, nightly counters, unique visitors), at most one call per
     # shard, whether the catalogue has 40 venues or 400.
@@ -228,8 +247,20 @@ async def test_summary_round_trips_do_not_grow_with_the_number_of_venues(runtime
 
 OCCUPANCY_ROW = {"poi_id", "occupancy", "capacity", "level", "enters", "exits", "dwells", "checkins"}
 EVENT_FIELDS = {
-    "occupancy": {"pois"}, "checkin": {"pois"}, "crowd_level": {"poi_id", "from", "to", "capacity"},
-    "alert": {"id", "poi_id", "level", "occupancy", "capacity", "raised_at", "acked_at", "acked_by", "cleared_at"},
+    "occupancy": {"pois"},
+    "checkin": {"pois"},
+    "crowd_level": {"poi_id", "from", "to", "capacity"},
+    "alert": {
+        "id",
+        "poi_id",
+        "level",
+        "occupancy",
+        "capacity",
+        "raised_at",
+        "acked_at",
+        "acked_by",
+        "cleared_at",
+    },
 }
 
 
@@ -245,8 +276,11 @@ async def test_operators_get_counts_per_venue_and_the_public_only_levels(client,
         await send(client, sid, headers, [ping(away(200), 60), ping((CENTRE.x, CENTRE.y), 10)])
     checkpoint = (await client.get(f"/v1/pois/{LION}/checkpoints", headers=admin)).json()[0]
     sid, headers = sessions[0]
-    checked = await client.post("/v1/checkins", headers=headers, json={
-        "session_id": sid, "token": checkpoint["url"], "lon": CENTRE.x, "lat": CENTRE.y, "accuracy": 8})
+    checked = await client.post(
+        "/v1/checkins",
+        headers=headers,
+        json={"session_id": sid, "token": checkpoint["url"], "lon": CENTRE.x, "lat": CENTRE.y, "accuracy": 8},
+    )
     assert checked.status_code == 201, checked.text
     await runtime.jobs.aggregate()
     await runtime.jobs.snapshot(force=True)
@@ -259,12 +293,14 @@ async def test_operators_get_counts_per_venue_and_the_public_only_levels(client,
             assert all(set(row) == OCCUPANCY_ROW for row in data["pois"])
         if kind == "checkin":
             assert all(set(row) == {"poi_id", "count"} for row in data["pois"])
-    said = json.dumps([
-        events,
-        (await client.get("/v1/live/summary", headers=operator)).json(),
-        (await client.get(f"/v1/live/pois/{LION}/history", headers=operator)).json(),
-        (await client.get("/v1/live/alerts", params={"status": "all"}, headers=operator)).json(),
-    ])
+    said = json.dumps(
+        [
+            events,
+            (await client.get("/v1/live/summary", headers=operator)).json(),
+            (await client.get(f"/v1/live/pois/{LION}/history", headers=operator)).json(),
+            (await client.get("/v1/live/alerts", params={"status": "all"}, headers=operator)).json(),
+        ]
+    )
     night = night_of(datetime.now(UTC)).isoformat()
     for install in installs:
         ihash = runtime.live.install_hash(install)
@@ -286,13 +322,15 @@ async def test_operators_get_counts_per_venue_and_the_public_only_levels(client,
         assert (await client.get(path, headers=headers)).status_code == 403  # a visitor's session token
 
 
-async def test_event_stream_sends_keep_alives_and_an_id_with_every_event(server_url, runtime, auth,
-                                                                         monkeypatch) -> None:
+async def test_event_stream_sends_keep_alives_and_an_id_with_every_event(
+    server_url, runtime, auth, monkeypatch
+) -> None:
     monkeypatch.setattr(live_services, "KEEPALIVE_S", 0.3)
     await runtime.events.publish("checkin", {"pois": [{"poi_id": LION, "count": 1}]})
-    async with httpx.AsyncClient(base_url=server_url, timeout=10) as http, http.stream(
-        "GET", "/v1/live/stream", headers=await auth("operator")
-    ) as response:
+    async with (
+        httpx.AsyncClient(base_url=server_url, timeout=10) as http,
+        http.stream("GET", "/v1/live/stream", headers=await auth("operator")) as response,
+    ):
         lines: list[str] = []
         async for line in response.aiter_lines():
             lines.append(line)

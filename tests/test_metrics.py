@@ -17,10 +17,10 @@ import jwt
 import pytest
 import redis.exceptions
 from click.testing import CliRunner
-from prometheus_client.parser import text_string_to_metric_families
-
 from conftest import SECRET
+from prometheus_client.parser import text_string_to_metric_families
 from test_sessions import CENTRE, LION, away, ping, send, start
+
 from tourapi.cli import main as cli
 from tourapi.observability import metrics
 from tourapi.observability.multiproc import ENV, prepare_multiprocess_dir
@@ -79,8 +79,12 @@ async def test_metrics_are_for_operators_and_the_scrape_token(client, auth, scra
     ok = await client.get("/metrics", headers=scraper)
     assert ok.status_code == 200 and ok.headers["cache-control"] == "no-store"
     # The scrape token opens /metrics and nothing else, though it carries the operator role.
-    for method, path in (("GET", "/v1/live/summary"), ("GET", "/v1/auth/me"), ("POST", "/v1/live/alerts/1/ack"),
-                         ("GET", "/v1/live/stream")):
+    for method, path in (
+        ("GET", "/v1/live/summary"),
+        ("GET", "/v1/auth/me"),
+        ("POST", "/v1/live/alerts/1/ack"),
+        ("GET", "/v1/live/stream"),
+    ):
         refused = await client.request(method, path, headers=scraper)
         assert refused.status_code == 403, path
         assert refused.headers["content-type"].startswith("application/problem+json")
@@ -122,12 +126,17 @@ async def test_business_gauges_follow_the_live_state(client, runtime, auth, scra
     for sid, headers in inside:
         await send(client, sid, headers, [ping(away(200), 60), ping((CENTRE.x, CENTRE.y), 30)])
     elsewhere = await start(client)
-    result = await send(client, *elsewhere, [ping(away(300), 10), ping(away(300), -3600)])  # one from the future
+    result = await send(
+        client, *elsewhere, [ping(away(300), 10), ping(away(300), -3600)]
+    )  # one from the future
     assert result["accepted"] == 1 and [r["reason"] for r in result["rejected"]] == ["in_future"]
     checkpoint = (await client.get(f"/v1/pois/{LION}/checkpoints", headers=admin)).json()[0]
     sid, headers = inside[0]
-    checked = await client.post("/v1/checkins", headers=headers, json={
-        "session_id": sid, "token": checkpoint["url"], "lon": CENTRE.x, "lat": CENTRE.y, "accuracy": 8})
+    checked = await client.post(
+        "/v1/checkins",
+        headers=headers,
+        json={"session_id": sid, "token": checkpoint["url"], "lon": CENTRE.x, "lat": CENTRE.y, "accuracy": 8},
+    )
     assert checked.status_code == 201, checked.text
     operator = await auth("operator")
     alerts = await until(lambda: client.get("/v1/live/alerts", headers=operator))  # the leader's aggregator
@@ -141,7 +150,10 @@ async def test_business_gauges_follow_the_live_state(client, runtime, auth, scra
     assert value(after, "tourapi_entries_tonight") == 4
     assert value(after, "tourapi_checkins_tonight") == 1
     assert named(after, "tourapi_alerts_open") == {
-        frozenset({("level", "busy")}): 0, frozenset({("level", "crowded")}): 0, frozenset({("level", "full")}): 1}
+        frozenset({("level", "busy")}): 0,
+        frozenset({("level", "crowded")}): 0,
+        frozenset({("level", "full")}): 1,
+    }
     # Four entries and one check-in went through the transition streams.
     assert value(after, "tourapi_transitions_total") == 5
     assert value(after, "tourapi_live_leader_present") == 1
@@ -184,11 +196,17 @@ def test_multiprocess_mode_adds_up_every_workers_counters(tmp_path: Path, monkey
     stale.write_bytes(b"left over from an earlier run")
     monkeypatch.setenv(ENV, str(tmp_path))
     assert prepare_multiprocess_dir() == tmp_path and not stale.exists()
-    code = ("import sys; from tourapi.observability.metrics import PINGS_PROCESSED; "
-            "PINGS_PROCESSED.labels('accepted').inc(int(sys.argv[1]))")
+    code = (
+        "import sys; from tourapi.observability.metrics import PINGS_PROCESSED; "
+        "PINGS_PROCESSED.labels('accepted').inc(int(sys.argv[1]))"
+    )
     for n in (3, 4):
-        subprocess.run([sys.executable, "-c", code, str(n)], check=True, env={**os.environ, ENV: str(tmp_path)},
-                       timeout=60)
+        subprocess.run(
+            [sys.executable, "-c", code, str(n)],
+            check=True,
+            env={**os.environ, ENV: str(tmp_path)},
+            timeout=60,
+        )
     samples = parse(metrics._process_metrics().decode())
     assert value(samples, "tourapi_pings_processed_total", result="accepted") == 7
 

@@ -245,7 +245,7 @@ def test_infeasible_must_include_pair_is_reported() -> None:
 def test_unreachable_must_include_node_is_reported() -> None:
     nodes = [Node("late", 1, 0, 0, 3), Node("ok", 1, 0, 0, 50)]
     inst = line_instance(nodes, [4.0, 1.0], end_time=100, must=frozenset({"late"}))
-    with pytest.raises(InfeasibleError, match="late.*closes at 3"):
+    with pytest.raises(InfeasibleError, match=r"late.*closes at 3"):
         solve(inst)
     nodes = [Node("far", 1, 5, 0, 50)]
     inst = line_instance(nodes, [10.0], end_time=20, must=frozenset({"far"}))

@@ -78,8 +78,15 @@ async def test_one_poster_per_page_decodes_and_reads_correctly(client, auth, tmp
     for (image, text, kinds), spot in zip(rendered, spots):
         assert abs(image.width - 210 * MM) <= 1 and abs(image.height - 297 * MM) <= 1  # A4 portrait
         assert decode(image) == [spot["url"]]
-        for expected in ("网师园", "Master of the Nets Garden", spot["i18n"]["label"]["zh-Hans"],
-                         spot["i18n"]["label"]["en"], spot["manual_code"], "扫码签到", "Scan with"):
+        for expected in (
+            "网师园",
+            "Master of the Nets Garden",
+            spot["i18n"]["label"]["zh-Hans"],
+            spot["i18n"]["label"]["en"],
+            spot["manual_code"],
+            "扫码签到",
+            "Scan with",
+        ):
             assert expected in text, (expected, text)
         # The QR is vector paths, never a picture.
         assert pdfium_c.FPDF_PAGEOBJ_IMAGE not in kinds and pdfium_c.FPDF_PAGEOBJ_PATH in kinds
@@ -95,8 +102,20 @@ async def test_independent_rasteriser_and_decoder(client, auth, tmp_path) -> Non
     pdftoppm, zbarimg = need("pdftoppm"), need("zbarimg")
     spots = await checkpoints(client, auth, NETS)
     (tmp_path / "posters.pdf").write_bytes(await posters(client, await auth("staff-nets")))
-    await asyncio.to_thread(run, pdftoppm, "-r", "150", "-gray", "-png", "-f", "1", "-l", "1",
-                            str(tmp_path / "posters.pdf"), str(tmp_path / "page"))
+    await asyncio.to_thread(
+        run,
+        pdftoppm,
+        "-r",
+        "150",
+        "-gray",
+        "-png",
+        "-f",
+        "1",
+        "-l",
+        "1",
+        str(tmp_path / "posters.pdf"),
+        str(tmp_path / "page"),
+    )
     page = next(tmp_path.glob("page*.png"))
     decoded = await asyncio.to_thread(run, zbarimg, "--quiet", "--raw", str(page), check=False)
     assert decoded.splitlines() == [spots[0]["url"]]
@@ -117,8 +136,11 @@ async def test_cjk_font_is_embedded(client, auth, tmp_path) -> None:
 async def test_four_per_page_layout(client, auth) -> None:
     staff = await auth("staff-nets")
     for n in range(3):
-        created = await client.post(f"/v1/pois/{NETS}/checkpoints", headers=staff,
-                                    json={"label": {"zh-Hans": f"展厅{n + 1}", "en": f"Hall {n + 1}"}})
+        created = await client.post(
+            f"/v1/pois/{NETS}/checkpoints",
+            headers=staff,
+            json={"label": {"zh-Hans": f"展厅{n + 1}", "en": f"Hall {n + 1}"}},
+        )
         assert created.status_code == 201, created.text
     spots = await checkpoints(client, auth, NETS)
     assert len(spots) == 5
@@ -143,10 +165,14 @@ async def test_staff_of_one_venue_cannot_print_another_venues_posters(client, au
     assert response.status_code == 403
     assert response.headers["content-type"].startswith("application/problem+json")
     assert (await client.get(f"/v1/pois/{LION}/posters.pdf", headers=await auth("admin"))).status_code == 200
-    assert (await client.get(f"/v1/pois/{LION}/posters.pdf", headers=await auth("operator"))).status_code == 200
+    assert (
+        await client.get(f"/v1/pois/{LION}/posters.pdf", headers=await auth("operator"))
+    ).status_code == 200
     assert (await client.get(f"/v1/pois/{LION}/posters.pdf")).status_code == 401
     # staff-nets is bound to two venues: both are theirs.
-    assert (await client.get("/v1/pois/humble-administrators-garden/posters.pdf", headers=staff)).status_code == 200
+    assert (
+        await client.get("/v1/pois/humble-administrators-garden/posters.pdf", headers=staff)
+    ).status_code == 200
 
 
 async def test_revoked_poster_prints_the_new_code(client, auth) -> None:

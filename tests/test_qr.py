@@ -50,8 +50,13 @@ def decode(image: Image.Image) -> list[str]:
 
 def zbar(path: Path) -> list[str]:
     exe = need("zbarimg")
-    result = subprocess.run([exe, "--quiet", "--raw", "-Sdisable", "-Sqrcode.enable", str(path)],
-                            check=False, capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [exe, "--quiet", "--raw", "-Sdisable", "-Sqrcode.enable", str(path)],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     return [line for line in result.stdout.splitlines() if line]
 
 
@@ -66,10 +71,21 @@ def rasterise_svg(svg: bytes, folder: Path, pixels: int = 480) -> Image.Image:
     )
     shot = folder / "shot.png"
     subprocess.run(
-        [browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--no-first-run",
-         f"--user-data-dir={folder / 'profile'}", f"--window-size={pixels},{pixels}", f"--screenshot={shot}",
-         page.as_uri()],
-        capture_output=True, timeout=120, check=True,
+        [
+            browser,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--hide-scrollbars",
+            "--no-first-run",
+            f"--user-data-dir={folder / 'profile'}",
+            f"--window-size={pixels},{pixels}",
+            f"--screenshot={shot}",
+            page.as_uri(),
+        ],
+        capture_output=True,
+        timeout=120,
+        check=True,
     )
     return Image.open(shot).convert("RGB")
 
@@ -120,7 +136,7 @@ def test_every_single_character_change_is_refused() -> None:
             if c == token[i]:
                 continue
             with pytest.raises(tokens.TokenError) as refused:
-                tokens.verify(token[:i] + c + token[i + 1:], RING)
+                tokens.verify(token[:i] + c + token[i + 1 :], RING)
             assert refused.value.slug in ("invalid-token", "unknown-key")
 
 
@@ -180,8 +196,9 @@ async def checkpoints(client, auth, poi: str, user: str = "admin") -> list[dict]
 async def test_png_decodes_to_exactly_the_checkpoint_url(client, auth, tmp_path) -> None:
     staff = await auth("staff-nets")
     for checkpoint in await checkpoints(client, auth, NETS, "staff-nets"):
-        response = await client.get(f"/v1/checkpoints/{checkpoint['id']}/qr.png", params={"size": 300},
-                                    headers=staff)
+        response = await client.get(
+            f"/v1/checkpoints/{checkpoint['id']}/qr.png", params={"size": 300}, headers=staff
+        )
         assert response.status_code == 200, response.text
         assert response.headers["content-type"] == "image/png"
         assert response.headers["cache-control"].startswith("private")
@@ -193,13 +210,17 @@ async def test_png_decodes_to_exactly_the_checkpoint_url(client, auth, tmp_path)
         assert await asyncio.to_thread(zbar, path) == [checkpoint["url"]]
     default = await client.get(f"/v1/checkpoints/{checkpoint['id']}/qr.png", headers=staff)
     assert Image.open(io.BytesIO(default.content)).size == (512, 512)
-    too_small = await client.get(f"/v1/checkpoints/{checkpoint['id']}/qr.png", params={"size": 10}, headers=staff)
+    too_small = await client.get(
+        f"/v1/checkpoints/{checkpoint['id']}/qr.png", params={"size": 10}, headers=staff
+    )
     assert too_small.status_code in (400, 422)
 
 
 async def test_svg_is_vector_and_decodes_to_exactly_the_checkpoint_url(client, auth, tmp_path) -> None:
     checkpoint = (await checkpoints(client, auth, NETS))[0]
-    response = await client.get(f"/v1/checkpoints/{checkpoint['id']}/qr.svg", headers=await auth("staff-nets"))
+    response = await client.get(
+        f"/v1/checkpoints/{checkpoint['id']}/qr.svg", headers=await auth("staff-nets")
+    )
     assert response.status_code == 200, response.text
     assert response.headers["content-type"].startswith("image/svg+xml")
     svg = response.content
@@ -236,14 +257,19 @@ async def test_staff_see_only_their_own_venues_codes(client, auth) -> None:
         assert (await client.get(path)).status_code == 401
     listing = await client.get(f"/v1/pois/{LION}/checkpoints", headers=staff)
     assert listing.status_code == 403
-    for method, path in (("post", f"/v1/checkpoints/{lion['id']}/revoke"), ("delete", f"/v1/checkpoints/{lion['id']}")):
+    for method, path in (
+        ("post", f"/v1/checkpoints/{lion['id']}/revoke"),
+        ("delete", f"/v1/checkpoints/{lion['id']}"),
+    ):
         assert (await client.request(method.upper(), path, headers=staff)).status_code == 403
         assert (await client.request(method.upper(), path, headers=await auth("operator"))).status_code == 403
-    patched = await client.patch(f"/v1/checkpoints/{lion['id']}", json={"label": {"zh-Hans": "门", "en": "Gate"}},
-                                 headers=staff)
+    patched = await client.patch(
+        f"/v1/checkpoints/{lion['id']}", json={"label": {"zh-Hans": "门", "en": "Gate"}}, headers=staff
+    )
     assert patched.status_code == 403
-    created = await client.post(f"/v1/pois/{LION}/checkpoints", json={"label": {"zh-Hans": "门", "en": "Gate"}},
-                                headers=staff)
+    created = await client.post(
+        f"/v1/pois/{LION}/checkpoints", json={"label": {"zh-Hans": "门", "en": "Gate"}}, headers=staff
+    )
     assert created.status_code == 403
 
 
@@ -261,20 +287,28 @@ async def test_create_relabel_revoke(client, auth) -> None:
     checkpoint = created.json()
     assert checkpoint["slug"] == "zhuoying-water-pavilion" and checkpoint["version"] == 1
     assert created.headers["location"] == f"/v1/checkpoints/{checkpoint['id']}"
-    duplicate = await client.post(f"/v1/pois/{NETS}/checkpoints", headers=staff,
-                                  json={"label": {"zh-Hans": "水阁", "en": "Water pavilion"},
-                                        "slug": "zhuoying-water-pavilion"})
+    duplicate = await client.post(
+        f"/v1/pois/{NETS}/checkpoints",
+        headers=staff,
+        json={"label": {"zh-Hans": "水阁", "en": "Water pavilion"}, "slug": "zhuoying-water-pavilion"},
+    )
     assert duplicate.status_code == 409
-    no_english = await client.post(f"/v1/pois/{NETS}/checkpoints", json={"label": {"zh-Hans": "水阁"}},
-                                   headers=staff)
+    no_english = await client.post(
+        f"/v1/pois/{NETS}/checkpoints", json={"label": {"zh-Hans": "水阁"}}, headers=staff
+    )
     assert no_english.status_code == 422 and no_english.json()["field"] == "label.en"
-    relabelled = await client.patch(f"/v1/checkpoints/{checkpoint['id']}", headers=staff,
-                                    json={"label": {"zh-Hans": "濯缨水阁", "en": "Water Pavilion"}})
+    relabelled = await client.patch(
+        f"/v1/checkpoints/{checkpoint['id']}",
+        headers=staff,
+        json={"label": {"zh-Hans": "濯缨水阁", "en": "Water Pavilion"}},
+    )
     assert relabelled.status_code == 200
     assert relabelled.json()["label"] == "Water Pavilion"
     # Relabelling does not invalidate the printed code.
     assert relabelled.json()["url"] == checkpoint["url"] and relabelled.json()["version"] == 1
-    zh = await client.get(f"/v1/checkpoints/{checkpoint['id']}", headers={**staff, "Accept-Language": "zh-CN"})
+    zh = await client.get(
+        f"/v1/checkpoints/{checkpoint['id']}", headers={**staff, "Accept-Language": "zh-CN"}
+    )
     assert zh.json()["label"] == "濯缨水阁"
     revoked = (await client.post(f"/v1/checkpoints/{checkpoint['id']}/revoke", headers=staff)).json()
     assert revoked["version"] == 2 and revoked["manual_code"] != checkpoint["manual_code"]

@@ -28,8 +28,10 @@ async def test_pings_are_limited_per_session(client) -> None:
     sid, headers = await start(client)
     batch = {"pings": [ping((CENTRE.x, CENTRE.y), 30)] * 100}
     allowed = PINGS_PER_MIN["session"] // 100
-    statuses = [(await client.post(f"/v1/sessions/{sid}/pings", json=batch, headers=headers)).status_code
-                for _ in range(allowed)]
+    statuses = [
+        (await client.post(f"/v1/sessions/{sid}/pings", json=batch, headers=headers)).status_code
+        for _ in range(allowed)
+    ]
     if statuses[-1] == 429:  # the minute turned over in the middle: the window restarted
         return
     assert statuses == [200] * allowed
@@ -43,15 +45,21 @@ async def test_sessions_are_limited_per_install(client) -> None:
         assert (await client.post("/v1/sessions", json={"install_id": install})).status_code == 201
     assert_429(await client.post("/v1/sessions", json={"install_id": install}))
     # Another install from the same address is not affected.
-    assert (await client.post("/v1/sessions", json={"install_id": f"install-{uuid.uuid4()}"})).status_code == 201
+    assert (
+        await client.post("/v1/sessions", json={"install_id": f"install-{uuid.uuid4()}"})
+    ).status_code == 201
 
 
 async def test_failed_logins_are_limited_per_user(client) -> None:
     per_user = next(limit.limit for limit in LIMITS["login"] if limit.scope == "user")
     for _ in range(per_user):
-        failed = await client.post("/v1/auth/token", json={"username": "operator", "password": "guess-guess-1"})
+        failed = await client.post(
+            "/v1/auth/token", json={"username": "operator", "password": "guess-guess-1"}
+        )
         assert failed.status_code == 401
-    assert_429(await client.post("/v1/auth/token", json={"username": "operator", "password": "guess-guess-2"}))
+    assert_429(
+        await client.post("/v1/auth/token", json={"username": "operator", "password": "guess-guess-2"})
+    )
 
 
 async def test_successful_logins_do_not_use_up_the_limit(client, auth) -> None:
@@ -60,20 +68,28 @@ async def test_successful_logins_do_not_use_up_the_limit(client, auth) -> None:
     from tourapi.bootstrap import demo_password
 
     for _ in range(15):
-        ok = await client.post("/v1/auth/token",
-                               json={"username": "admin", "password": demo_password(SECRET, "admin")})
+        ok = await client.post(
+            "/v1/auth/token", json={"username": "admin", "password": demo_password(SECRET, "admin")}
+        )
         assert ok.status_code == 200
 
 
 async def test_failed_logins_are_limited_per_ip(client, monkeypatch) -> None:
     # A smaller table row keeps the test quick: every failed login costs an Argon2 verification.
     per_ip = 4
-    monkeypatch.setitem(LIMITS, "login", tuple(Limit("ip", per_ip, 60) if limit.scope == "ip" else limit
-                                               for limit in LIMITS["login"]))
+    monkeypatch.setitem(
+        LIMITS,
+        "login",
+        tuple(Limit("ip", per_ip, 60) if limit.scope == "ip" else limit for limit in LIMITS["login"]),
+    )
     for n in range(per_ip):  # a different user each time: only the address adds up
-        failed = await client.post("/v1/auth/token", json={"username": f"ghost-{n}", "password": "guess-guess-1"})
+        failed = await client.post(
+            "/v1/auth/token", json={"username": f"ghost-{n}", "password": "guess-guess-1"}
+        )
         assert failed.status_code == 401
-    blocked = await client.post("/v1/auth/token", json={"username": "ghost-last", "password": "guess-guess-1"})
+    blocked = await client.post(
+        "/v1/auth/token", json={"username": "ghost-last", "password": "guess-guess-1"}
+    )
     assert_429(blocked)
     assert "ip" in blocked.json()["detail"]
 
@@ -85,8 +101,10 @@ async def test_pings_are_limited_per_install_across_its_sessions(client) -> None
     statuses = []
     for _ in range(PINGS_PER_MIN["install"] // PINGS_PER_MIN["session"]):
         sid, headers = await start(client, install)
-        statuses += [(await client.post(f"/v1/sessions/{sid}/pings", json=batch, headers=headers)).status_code
-                     for _ in range(per_session)]
+        statuses += [
+            (await client.post(f"/v1/sessions/{sid}/pings", json=batch, headers=headers)).status_code
+            for _ in range(per_session)
+        ]
     if 429 in statuses:  # the minute turned over in the middle: the windows restarted
         return
     sid, headers = await start(client, install)  # a fresh session of the same install
@@ -101,8 +119,12 @@ async def test_itinerary_plans_are_limited_per_ip(client, monkeypatch) -> None:
 
     monkeypatch.setattr(PlannerService, "plan", no_solver)
     per_ip = next(limit.limit for limit in LIMITS["plan"] if limit.scope == "ip")
-    body = {"start": {"lon": 120.62, "lat": 31.31}, "start_time": "2026-07-18T19:40:00+08:00",
-            "budget_minutes": 60, "interests": {"garden": 1}}
+    body = {
+        "start": {"lon": 120.62, "lat": 31.31},
+        "start_time": "2026-07-18T19:40:00+08:00",
+        "budget_minutes": 60,
+        "interests": {"garden": 1},
+    }
     statuses = [(await client.post("/v1/itineraries/plan", json=body)).status_code for _ in range(per_ip)]
     if 429 in statuses:
         return

@@ -18,7 +18,9 @@ import shapely
 from tourapi.geo.geometry import M_PER_DEG
 from tourapi.settings import DEFAULT_FIXTURES
 
-FIXTURE = {f["properties"]["id"]: f for f in json.loads((DEFAULT_FIXTURES / "pois.geojson").read_text())["features"]}
+FIXTURE = {
+    f["properties"]["id"]: f for f in json.loads((DEFAULT_FIXTURES / "pois.geojson").read_text())["features"]
+}
 LION = "lion-grove-garden"
 LION_FENCE = shapely.geometry.shape(FIXTURE[LION]["properties"]["geofence"])
 LION_DWELL = FIXTURE[LION]["properties"]["dwell_threshold_s"]
@@ -41,7 +43,9 @@ def north_edge_m() -> float:
 def away(metres: float = 150.0) -> tuple[float, float]:
     """A point about ``metres`` from the Lion Grove that is in no fixture geofence (even widened)."""
     for north, east in ((0, 1), (-1, 0), (0, -1), (1, 0)):
-        lon_lat = offset(CENTRE, north_m=north * (north_edge_m() + metres), east_m=east * (north_edge_m() + metres))
+        lon_lat = offset(
+            CENTRE, north_m=north * (north_edge_m() + metres), east_m=east * (north_edge_m() + metres)
+        )
         point = shapely.Point(*lon_lat)
         if all(point.distance(fence) * M_PER_DEG > 40 for fence in ALL_FENCES):
             return lon_lat
@@ -50,7 +54,9 @@ def away(metres: float = 150.0) -> tuple[float, float]:
 
 def stamp(seconds_ago: float) -> str:
     moment = datetime.now(UTC) - timedelta(seconds=seconds_ago)
-    return moment.replace(microsecond=moment.microsecond // 1000 * 1000).isoformat()  # the API keeps milliseconds
+    return moment.replace(
+        microsecond=moment.microsecond // 1000 * 1000
+    ).isoformat()  # the API keeps milliseconds
 
 
 def ping(lon_lat: tuple[float, float], seconds_ago: float, accuracy: float = 8.0) -> dict:
@@ -58,8 +64,9 @@ def ping(lon_lat: tuple[float, float], seconds_ago: float, accuracy: float = 8.0
 
 
 async def start(client, install: str | None = None) -> tuple[str, dict]:
-    response = await client.post("/v1/sessions", json={"install_id": install or f"install-{uuid.uuid4()}",
-                                                       "locale": "en"})
+    response = await client.post(
+        "/v1/sessions", json={"install_id": install or f"install-{uuid.uuid4()}", "locale": "en"}
+    )
     assert response.status_code == 201, response.text
     body = response.json()
     return body["session_id"], {"Authorization": f"Bearer {body['token']}"}
@@ -87,7 +94,10 @@ async def test_walk_through_a_garden_enter_dwell_exit(client, runtime) -> None:
     assert await runtime.live.poi_occupancy(LION) == 1
 
     # Still inside after the dwell threshold: one dwell, reported once.
-    stay = [ping((CENTRE.x, CENTRE.y), t0 - 60 - LION_DWELL), ping(offset(CENTRE, north_m=10), t0 - 70 - LION_DWELL)]
+    stay = [
+        ping((CENTRE.x, CENTRE.y), t0 - 60 - LION_DWELL),
+        ping(offset(CENTRE, north_m=10), t0 - 70 - LION_DWELL),
+    ]
     second = await send(client, sid, headers, stay)
     assert [(t["type"], t["poi_id"]) for t in second["transitions"]] == [("dwell", LION)]
     third = await send(client, sid, headers, [ping((CENTRE.x, CENTRE.y), t0 - 80 - LION_DWELL)])
@@ -121,8 +131,10 @@ async def test_late_out_of_order_batch_cannot_undo_a_later_state(client, runtime
     shuffled = [ping(inside, 100), ping(outside, 300), ping(inside, 200)]
     result = await send(client, sid, headers, shuffled)
     assert [t["type"] for t in result["transitions"]] == ["enter"]
-    assert result["transitions"][0]["at"] == datetime.fromisoformat(shuffled[2]["timestamp"]).astimezone(
-        result_tz(result)).isoformat()
+    assert (
+        result["transitions"][0]["at"]
+        == datetime.fromisoformat(shuffled[2]["timestamp"]).astimezone(result_tz(result)).isoformat()
+    )
     # A batch from earlier than the last processed ping: accepted, but it cannot take the visitor out.
     late = await send(client, sid, headers, [ping(outside, 250), ping(outside, 240)])
     assert late["accepted"] == 2 and late["late"] == 2
@@ -155,7 +167,9 @@ async def test_inaccurate_pings_cause_no_transitions(client) -> None:
     inside = (CENTRE.x, CENTRE.y)
     outside = away(300)
     # Worse than the global threshold, and worse than the garden is wide: no enter.
-    fuzzy = await send(client, sid, headers, [ping(inside, 100, accuracy=400), ping(inside, 90, accuracy=200)])
+    fuzzy = await send(
+        client, sid, headers, [ping(inside, 100, accuracy=400), ping(inside, 90, accuracy=200)]
+    )
     assert fuzzy["transitions"] == [] and fuzzy["inside"] == []
     precise = await send(client, sid, headers, [ping(inside, 80)])
     assert [t["type"] for t in precise["transitions"]] == ["enter"]
@@ -179,8 +193,13 @@ async def test_presence_timeout_records_an_exit(client, runtime) -> None:
     report = await runtime.live.sweep(now=time.time() + runtime.settings.presence_timeout_s + 5)
     assert report.timed_out == 1
     assert await runtime.live.poi_occupancy(LION) == 0
-    stream = await runtime.redis.xrange(runtime.live.keys.transitions(runtime.live.keys.shard_of_session(sid)))
-    assert [(f["t"], f["p"], f["r"]) for _, f in stream] == [("enter", LION, "entered"), ("exit", LION, "timeout")]
+    stream = await runtime.redis.xrange(
+        runtime.live.keys.transitions(runtime.live.keys.shard_of_session(sid))
+    )
+    assert [(f["t"], f["p"], f["r"]) for _, f in stream] == [
+        ("enter", LION, "entered"),
+        ("exit", LION, "timeout"),
+    ]
 
 
 async def test_concurrent_sessions_count_and_crowd_levels(client, runtime, auth) -> None:
@@ -229,8 +248,9 @@ async def test_ending_a_session_erases_everything(client, runtime) -> None:
         if sid in key or sid in content or ihash in key or ihash in content or install in content:
             leftovers.append(key)
     assert leftovers == []
-    again = await client.post(f"/v1/sessions/{sid}/pings", json={"pings": [ping((CENTRE.x, CENTRE.y), 5)]},
-                              headers=headers)
+    again = await client.post(
+        f"/v1/sessions/{sid}/pings", json={"pings": [ping((CENTRE.x, CENTRE.y), 5)]}, headers=headers
+    )
     assert again.status_code == 404
 
 
@@ -249,18 +269,22 @@ async def test_erase_by_install_id_ends_all_its_sessions(client, runtime) -> Non
 async def test_session_tokens_are_scoped(client) -> None:
     sid_a, headers_a = await start(client)
     sid_b, _ = await start(client)
-    other = await client.post(f"/v1/sessions/{sid_b}/pings", json={"pings": [ping((CENTRE.x, CENTRE.y), 5)]},
-                              headers=headers_a)
+    other = await client.post(
+        f"/v1/sessions/{sid_b}/pings", json={"pings": [ping((CENTRE.x, CENTRE.y), 5)]}, headers=headers_a
+    )
     assert other.status_code == 403
-    anonymous = await client.post(f"/v1/sessions/{sid_a}/pings", json={"pings": [ping((CENTRE.x, CENTRE.y), 5)]})
+    anonymous = await client.post(
+        f"/v1/sessions/{sid_a}/pings", json={"pings": [ping((CENTRE.x, CENTRE.y), 5)]}
+    )
     assert anonymous.status_code == 401
 
 
 @pytest.mark.parametrize("count", [0, 101])
 async def test_batch_size_bounds(client, count: int) -> None:
     sid, headers = await start(client)
-    response = await client.post(f"/v1/sessions/{sid}/pings",
-                                 json={"pings": [ping((CENTRE.x, CENTRE.y), 5)] * count}, headers=headers)
+    response = await client.post(
+        f"/v1/sessions/{sid}/pings", json={"pings": [ping((CENTRE.x, CENTRE.y), 5)] * count}, headers=headers
+    )
     assert response.status_code == 422 and response.json()["field"] == "body.pings"
 
 
@@ -289,7 +313,9 @@ async def test_counters_and_five_minute_snapshot(client, runtime) -> None:
     written = await runtime.jobs.snapshot(force=True)
     assert written >= 1
     async with runtime.sessionmaker() as session:
-        rows = (await session.scalars(select(OccupancySnapshot).where(OccupancySnapshot.poi_id == LION))).all()
+        rows = (
+            await session.scalars(select(OccupancySnapshot).where(OccupancySnapshot.poi_id == LION))
+        ).all()
     assert [(r.occupancy, r.entries_tonight, r.unique_tonight) for r in rows] == [(1, 3, 2)]
     assert rows[0].bucket.minute % 5 == 0 and rows[0].bucket.second == 0
 

@@ -26,7 +26,6 @@ from typing import IO, Any
 
 import httpx
 import pytest
-
 from conftest import (
     REDIS_CLUSTER,
     REDIS_URL,
@@ -67,8 +66,9 @@ class Server:
     process: subprocess.Popen[bytes]
 
     def workers(self) -> list[int]:
-        out = subprocess.run(["pgrep", "-P", str(self.process.pid)], capture_output=True, text=True,
-                             check=False).stdout
+        out = subprocess.run(
+            ["pgrep", "-P", str(self.process.pid)], capture_output=True, text=True, check=False
+        ).stdout
         return [int(pid) for pid in out.split()]
 
     def worker_of(self, client_port: int) -> int | None:
@@ -117,7 +117,9 @@ async def server(database: str, tmp_path: Path) -> AsyncIterator[Server]:
                     pass
                 await asyncio.sleep(0.1)
             else:
-                raise RuntimeError("tourapi serve did not become ready:\n" + (tmp_path / "serve.log").read_text())
+                raise RuntimeError(
+                    "tourapi serve did not become ready:\n" + (tmp_path / "serve.log").read_text()
+                )
         server = Server(url, port, process)
         for _ in range(100):
             if len(server.workers()) == 2:
@@ -137,8 +139,14 @@ async def server(database: str, tmp_path: Path) -> AsyncIterator[Server]:
 def spawn(args: list[str], env: dict[str, str], cwd: Path) -> tuple[subprocess.Popen[bytes], IO[str]]:
     """``tourapi serve`` in its own process group, logging to cwd/serve.log (the caller closes it)."""
     log = (cwd / "serve.log").open("w")
-    process = subprocess.Popen([sys.executable, "-m", "tourapi", "serve", *args], env=env, cwd=cwd, stdout=log,
-                               stderr=subprocess.STDOUT, start_new_session=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tourapi", "serve", *args],
+        env=env,
+        cwd=cwd,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     return process, log
 
 
@@ -181,8 +189,10 @@ async def open_stream(server: Server, token: str, last_event_id: str | None = No
         headers = {"Authorization": f"Bearer {token}", "Accept": "text/event-stream"}
         if last_event_id:
             headers["Last-Event-ID"] = last_event_id
-        async with httpx.AsyncClient(base_url=server.url, timeout=httpx.Timeout(10, read=60)) as http, \
-                http.stream("GET", "/v1/live/stream", headers=headers) as response:
+        async with (
+            httpx.AsyncClient(base_url=server.url, timeout=httpx.Timeout(10, read=60)) as http,
+            http.stream("GET", "/v1/live/stream", headers=headers) as response,
+        ):
             assert response.status_code == 200
             stream = Stream(server.worker_of(client_port(response)) or 0)
             opened.set_result(stream)
@@ -204,7 +214,9 @@ async def open_stream(server: Server, token: str, last_event_id: str | None = No
     return stream
 
 
-async def streams_on_both_workers(server: Server, token: str, last_event_id: str | None = None) -> list[Stream]:
+async def streams_on_both_workers(
+    server: Server, token: str, last_event_id: str | None = None
+) -> list[Stream]:
     streams: list[Stream] = []
     for _ in range(40):
         streams.append(await open_stream(server, token, last_event_id))
@@ -247,7 +259,9 @@ async def test_events_and_capacity_changes_reach_every_worker(server: Server) ->
         await send(pinned[first], sid, headers, [ping(away(200), 60), ping((CENTRE.x, CENTRE.y), 10)])
 
         def occupancy_seen(stream: Stream) -> bool:
-            return any(e == "occupancy" and any(r["poi_id"] == LION for r in d["pois"]) for e, _, d in stream.events)
+            return any(
+                e == "occupancy" and any(r["poi_id"] == LION for r in d["pois"]) for e, _, d in stream.events
+            )
 
         await until(lambda: all(occupancy_seen(s) for s in streams), "the occupancy event on every stream")
         assert len({tuple(s.ids_of("occupancy")) for s in streams}) == 1  # the same events, the same ids
@@ -276,7 +290,9 @@ async def test_events_and_capacity_changes_reach_every_worker(server: Server) ->
         assert (alert["poi_id"], alert["level"]) == (LION, "full")
         acked = await pinned[second].post(f"/v1/live/alerts/{alert['id']}/ack", headers=operator)
         assert acked.status_code == 200, acked.text
-        await until(lambda: all(s.ids_of("alert_ack") for s in streams), "the acknowledgement on every stream")
+        await until(
+            lambda: all(s.ids_of("alert_ack") for s in streams), "the acknowledgement on every stream"
+        )
         assert any(s.worker == first for s in streams)
         assert len({tuple(eid for _, eid, _ in s.events[1:]) for s in streams}) == 1
 
@@ -288,7 +304,7 @@ async def test_events_and_capacity_changes_reach_every_worker(server: Server) ->
         try:
             await until(lambda: all(len(s.events) >= len(missed) for s in resumed), "the replay")
             for stream in resumed:
-                assert [(e, eid) for e, eid, _ in stream.events[:len(missed)]] == missed
+                assert [(e, eid) for e, eid, _ in stream.events[: len(missed)]] == missed
         finally:
             await close(resumed)
     finally:

@@ -263,8 +263,12 @@ def sync() -> None:
 
 
 @sync.command("purge")
-@click.option("--older-than-days", required=True, type=click.IntRange(0, 36500),
-              help="hard-delete tombstones deleted more than this many days ago")
+@click.option(
+    "--older-than-days",
+    required=True,
+    type=click.IntRange(0, 36500),
+    help="hard-delete tombstones deleted more than this many days ago",
+)
 def sync_purge(older_than_days: int) -> None:
     """Hard-delete old tombstones (where nothing references them); older cursors then get 410 resync."""
     import tourapi.app  # noqa: F401  (every feature registers its sync source on import)
@@ -283,8 +287,12 @@ def live() -> None:
 
 
 @live.command("rebuild")
-@click.option("--night", type=click.DateTime(formats=["%Y-%m-%d"]), default=None,
-              help="the night (YYYY-MM-DD, noon to noon Asia/Shanghai); default: tonight")
+@click.option(
+    "--night",
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    default=None,
+    help="the night (YYYY-MM-DD, noon to noon Asia/Shanghai); default: tonight",
+)
 def live_rebuild(night: Any) -> None:
     """Recount a night's check-in counters and unique visitors in Redis from the database."""
     from datetime import UTC, datetime
@@ -318,40 +326,82 @@ def metrics_token(days: int) -> None:
 
     token, expires = _run(_settings(), job)
     click.echo(token)
-    click.echo(f"valid for GET /metrics only, until {expires:%Y-%m-%d %H:%M} UTC "
-               "(revoke: rotate, then retire the JWT key that signed it)", err=True)
+    click.echo(
+        f"valid for GET /metrics only, until {expires:%Y-%m-%d %H:%M} UTC "
+        "(revoke: rotate, then retire the JWT key that signed it)",
+        err=True,
+    )
 
 
 @main.command("demo-traffic")
 @click.option("--base-url", default="http://127.0.0.1:8000", show_default=True, help="a running tourapi")
 @click.option("--visitors", default=200, show_default=True, type=click.IntRange(1, 20000))
-@click.option("--speed", default=30.0, show_default=True, type=click.FloatRange(1, 3600),
-              help="simulated seconds per real second")
-@click.option("--duration", default=600.0, show_default=True, type=click.FloatRange(5, 86400),
-              help="real seconds; the simulated evening (18:30-23:30) is fitted into them")
-@click.option("--hotspot", default="pipayu-pingtan-teahouse", show_default=True,
-              help="venue whose performance fills it (raises alerts); '' for none")
-@click.option("--username", default="operator", show_default=True,
-              help="operator account that reads the venues' QR checkpoints, for check-ins")
-@click.option("--password", envvar="TOURAPI_DEMO_PASSWORD", default=None,
-              help="its password (env TOURAPI_DEMO_PASSWORD); on the embedded default it is derived "
-              "from the local secret file; without one, visitors ping but do not check in")
+@click.option(
+    "--speed",
+    default=30.0,
+    show_default=True,
+    type=click.FloatRange(1, 3600),
+    help="simulated seconds per real second",
+)
+@click.option(
+    "--duration",
+    default=600.0,
+    show_default=True,
+    type=click.FloatRange(5, 86400),
+    help="real seconds; the simulated evening (18:30-23:30) is fitted into them",
+)
+@click.option(
+    "--hotspot",
+    default="pipayu-pingtan-teahouse",
+    show_default=True,
+    help="venue whose performance fills it (raises alerts); '' for none",
+)
+@click.option(
+    "--username",
+    default="operator",
+    show_default=True,
+    help="operator account that reads the venues' QR checkpoints, for check-ins",
+)
+@click.option(
+    "--password",
+    envvar="TOURAPI_DEMO_PASSWORD",
+    default=None,
+    help="its password (env TOURAPI_DEMO_PASSWORD); on the embedded default it is derived "
+    "from the local secret file; without one, visitors ping but do not check in",
+)
 @click.option("--seed", type=int, default=None, help="for a reproducible evening")
 @click.option("--keep-sessions", is_flag=True, help="leave the sessions open at the end (they expire)")
-def demo_traffic(base_url: str, visitors: int, speed: float, duration: float, hotspot: str, username: str,
-                 password: str | None, seed: int | None, keep_sessions: bool) -> None:
+def demo_traffic(
+    base_url: str,
+    visitors: int,
+    speed: float,
+    duration: float,
+    hotspot: str,
+    username: str,
+    password: str | None,
+    seed: int | None,
+    keep_sessions: bool,
+) -> None:
     """Simulate an evening of visitors against a running server, to watch the console at /ops."""
     import httpx
 
     from tourapi.demo.traffic import DemoConfig, local_demo_password, run_demo
 
     config = DemoConfig(
-        base_url=base_url.rstrip("/"), visitors=visitors, speed=speed, duration=duration, hotspot=hotspot or None,
-        username=username or None, password=password or (local_demo_password(username) if username else None),
-        seed=seed, end_sessions=not keep_sessions,
+        base_url=base_url.rstrip("/"),
+        visitors=visitors,
+        speed=speed,
+        duration=duration,
+        hotspot=hotspot or None,
+        username=username or None,
+        password=password or (local_demo_password(username) if username else None),
+        seed=seed,
+        end_sessions=not keep_sessions,
     )
-    click.echo(f"demo traffic: {visitors} visitors, {duration:.0f} s at {speed:g}x against {config.base_url}"
-               f" (watch {config.base_url}/ops)")
+    click.echo(
+        f"demo traffic: {visitors} visitors, {duration:.0f} s at {speed:g}x against {config.base_url}"
+        f" (watch {config.base_url}/ops)"
+    )
     try:
         report = asyncio.run(run_demo(config, say=click.echo))
     except httpx.HTTPError as exc:

@@ -203,8 +203,14 @@ def _http(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
     if exc.status_code >= 500:
         return _internal(request, exc)
     if exc.status_code == 400 and isinstance(exc.__cause__, SerializationException):
-        return _problem(request, 400, "malformed-body", "Malformed request body",
-                        f"the body is not valid JSON: {exc.detail}", field="body")
+        return _problem(
+            request,
+            400,
+            "malformed-body",
+            "Malformed request body",
+            f"the body is not valid JSON: {exc.detail}",
+            field="body",
+        )
     slug, title = _HTTP_SLUGS.get(exc.status_code, ("bad-request", "Bad request"))
     detail = str(exc.detail)
     if isinstance(exc, NotAuthorizedException):

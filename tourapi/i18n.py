@@ -76,7 +76,7 @@ def pick(texts: Mapping[str, str] | None, chain: tuple[str, ...]) -> tuple[str |
     for loc in chain:
         if texts.get(loc):
             return texts[loc], loc
-    loc = sorted(texts)[0]
+    loc = min(texts)
     return texts[loc], loc
 
 

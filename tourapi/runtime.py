@@ -106,13 +106,17 @@ class Runtime:
         self.fences = FenceIndexHolder(self.sessionmaker, settings.hysteresis_m)
         self.live = LiveStore(self.redis, settings, settings.resolved_secret())
         self.limiter = FixedWindowLimiter(self.redis, settings.redis_namespace, settings.rate_limit_scale)
-        self.ping_limits = {scope: self.limiter.allowed(Limit(scope, n, 60)) for scope, n in PINGS_PER_MIN.items()}
+        self.ping_limits = {
+            scope: self.limiter.allowed(Limit(scope, n, 60)) for scope, n in PINGS_PER_MIN.items()
+        }
         from tourapi.domain.routes.directory import RouteDirectory  # the feature imports this module
 
         self.routes = RouteDirectory(self.sessionmaker)
         # Reloaded with the fence index; bound now, so a test may swap ``routes`` for a stub.
         self._refresh_routes = self.routes.refresh
-        self.events = LiveEvents(self.redis, self.live.keys.global_key("events"), settings.event_stream_maxlen)
+        self.events = LiveEvents(
+            self.redis, self.live.keys.global_key("events"), settings.event_stream_maxlen
+        )
         self.jobs = LiveJobs(self)
         # The catalogue change sequence as last seen by this worker (polled each second): cheap
         # version checks (bundle ETags) without a database round trip.
@@ -165,7 +169,7 @@ class Runtime:
                 await job()
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # a loop must survive a Redis or database outage
+            except Exception as exc:  # noqa: BLE001 - a loop must survive a Redis or database outage
                 log.warning("periodic job %s failed: %s: %s", name, type(exc).__name__, exc)
 
     async def stop(self) -> None:

@@ -31,8 +31,11 @@ class Settings(BaseSettings):
     database_url: str = "sqlite+aiosqlite:///./tourapi.db"
     redis_url: str | None = None
     redis_cluster: bool = Field(default=False, description="TOURAPI_REDIS_URL names a Redis Cluster node")
-    redis_namespace: str = Field(default="tourapi", pattern=r"^[a-z][a-z0-9_]{0,31}$",
-                                 description="prefix of every Redis key and channel")
+    redis_namespace: str = Field(
+        default="tourapi",
+        pattern=r"^[a-z][a-z0-9_]{0,31}$",
+        description="prefix of every Redis key and channel",
+    )
     redis_timeout_s: float = Field(
         default=0.5, gt=0, le=10, description="socket and connect timeout for Redis"
     )
@@ -97,7 +100,9 @@ class Settings(BaseSettings):
     def _exact_origins(cls, value: list[str]) -> list[str]:
         for origin in value:
             if not _ORIGIN.match(origin):
-                raise ValueError(f"{origin!r} is not an origin like https://app.example.com (no wildcard, no path)")
+                raise ValueError(
+                    f"{origin!r} is not an origin like https://app.example.com (no wildcard, no path)"
+                )
         return [origin.lower() for origin in value]
 
     @field_validator("public_base_url")

@@ -80,7 +80,7 @@ _STATE = {State.OPEN: True, State.CLOSED: False, State.UNKNOWN: None}
 class Schedule:
     """An opening_hours expression evaluated in Asia/Shanghai with China's holidays."""
 
-    __slots__ = ("expression", "_uses_ph")
+    __slots__ = ("_uses_ph", "expression")
 
     def __init__(self, expression: str) -> None:
         expression = expression.strip()

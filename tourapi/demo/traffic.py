@@ -112,7 +112,10 @@ def metres(a: tuple[float, float], b: tuple[float, float]) -> float:
 
 
 def offset(point: tuple[float, float], east_m: float, north_m: float) -> tuple[float, float]:
-    return (point[0] + east_m / (M_PER_DEG * math.cos(math.radians(point[1]))), point[1] + north_m / M_PER_DEG)
+    return (
+        point[0] + east_m / (M_PER_DEG * math.cos(math.radians(point[1]))),
+        point[1] + north_m / M_PER_DEG,
+    )
 
 
 def random_inside(rng: random.Random, area: shapely.Geometry) -> tuple[float, float]:
@@ -125,8 +128,9 @@ def random_inside(rng: random.Random, area: shapely.Geometry) -> tuple[float, fl
     return point.x, point.y
 
 
-def random_outside(rng: random.Random, world: World, near: tuple[float, float], low_m: float,
-                   high_m: float) -> tuple[float, float]:
+def random_outside(
+    rng: random.Random, world: World, near: tuple[float, float], low_m: float, high_m: float
+) -> tuple[float, float]:
     """A spot ``low_m``..``high_m`` from ``near`` that is clear of every geofence."""
     for _ in range(200):
         angle = rng.uniform(0, 2 * math.pi)
@@ -151,9 +155,15 @@ def build_world(pois: dict[str, Any], routes: dict[str, Any], posters: dict[str,
             inner = fence
         centre = fence.representative_point()
         venues[feature["id"]] = Venue(
-            id=feature["id"], name=p.get("name") or feature["id"], capacity=int(p.get("capacity") or 0),
-            visit_minutes=float(p.get("visit_minutes") or 45), interest=float(p.get("interest") or 0.5),
-            fence=fence, inner=inner, centre=(centre.x, centre.y), posters=list(posters.get(feature["id"], [])),
+            id=feature["id"],
+            name=p.get("name") or feature["id"],
+            capacity=int(p.get("capacity") or 0),
+            visit_minutes=float(p.get("visit_minutes") or 45),
+            interest=float(p.get("interest") or 0.5),
+            fence=fence,
+            inner=inner,
+            centre=(centre.x, centre.y),
+            posters=list(posters.get(feature["id"], [])),
         )
         widened.append(fence.buffer(45.0 / M_PER_DEG))
     stops = {}
@@ -204,8 +214,9 @@ class Plan:
 class Planner:
     """Builds visitors' evenings, compressed by ``scale`` (simulated span / nominal evening)."""
 
-    def __init__(self, world: World, rng: random.Random, span: float, hotspot: str | None,
-                 checkins: bool) -> None:
+    def __init__(
+        self, world: World, rng: random.Random, span: float, hotspot: str | None, checkins: bool
+    ) -> None:
         self.world = world
         self.rng = rng
         self.span = span
@@ -244,8 +255,12 @@ class Planner:
 
     def wander_plan(self) -> Plan:
         venues = list(self.world.venues.values())
-        first = self.rng.choices(venues, weights=[v.interest * math.sqrt(max(v.capacity, 1)) for v in venues])[0]
-        nearby = sorted((v for v in venues if v.id != first.id), key=lambda v: metres(first.centre, v.centre))[:6]
+        first = self.rng.choices(
+            venues, weights=[v.interest * math.sqrt(max(v.capacity, 1)) for v in venues]
+        )[0]
+        nearby = sorted(
+            (v for v in venues if v.id != first.id), key=lambda v: metres(first.centre, v.centre)
+        )[:6]
         more = self.rng.sample(nearby, k=min(len(nearby), self.rng.randint(1, 3)))
         return self.walk(self.arrival(), [first.id] + [v.id for v in more], "wander", None)
 
@@ -253,11 +268,19 @@ class Planner:
         assert self.hotspot is not None
         begin, end = self.show
         arrive = max(0.0, begin - self.rng.uniform(0.02, 0.12) * self.span)
-        plan = self.walk(arrive, [self.hotspot], "audience", None, hold_until=end + self.rng.uniform(0, 0.04) * self.span)
+        plan = self.walk(
+            arrive, [self.hotspot], "audience", None, hold_until=end + self.rng.uniform(0, 0.04) * self.span
+        )
         return plan
 
-    def walk(self, arrive: float, stops: list[str], kind: str, route_id: str | None,
-             hold_until: float | None = None) -> Plan:
+    def walk(
+        self,
+        arrive: float,
+        stops: list[str],
+        kind: str,
+        route_id: str | None,
+        hold_until: float | None = None,
+    ) -> Plan:
         rng, world = self.rng, self.world
         first = world.venues[stops[0]]
         here = random_outside(rng, world, first.centre, 150, 350)
@@ -349,11 +372,14 @@ class Demo:
 
     async def load_posters(self, poi_ids: list[str]) -> dict[str, list[str]]:
         if not (self.config.username and self.config.password):
-            self.say("no operator credentials: visitors will ping but not check in "
-                     "(pass --username/--password to read the venues' QR checkpoints)")
+            self.say(
+                "no operator credentials: visitors will ping but not check in "
+                "(pass --username/--password to read the venues' QR checkpoints)"
+            )
             return {}
-        response = await self.client.post("/v1/auth/token", json={"username": self.config.username,
-                                                                   "password": self.config.password})
+        response = await self.client.post(
+            "/v1/auth/token", json={"username": self.config.username, "password": self.config.password}
+        )
         if response.status_code != 200:
             self.say(f"sign-in as {self.config.username!r} failed ({response.status_code}): no check-ins")
             return {}
@@ -374,7 +400,10 @@ class Demo:
     # -- one visitor --
 
     async def start_session(self, plan: Plan, clock: Clock, span: float) -> tuple[str, dict[str, str]] | None:
-        body: dict[str, Any] = {"install_id": f"demo-{uuid.uuid4()}", "locale": self.rng.choice(["zh-Hans", "en"])}
+        body: dict[str, Any] = {
+            "install_id": f"demo-{uuid.uuid4()}",
+            "locale": self.rng.choice(["zh-Hans", "en"]),
+        }
         if plan.route_id and plan.route_id not in self.route_refused:
             body["route_id"] = plan.route_id
         failures = 0
@@ -390,8 +419,10 @@ class Demo:
                 route_id = body.pop("route_id")  # not running tonight: walk its stops anyway
                 if route_id not in self.route_refused:
                     self.route_refused.add(route_id)
-                    self.say(f"route {route_id} does not run tonight: its walkers follow its stops without "
-                             "joining it (the console counts visitors per route only on routes that run)")
+                    self.say(
+                        f"route {route_id} does not run tonight: its walkers follow its stops without "
+                        "joining it (the console counts visitors per route only on routes that run)"
+                    )
                 continue
             if response is not None and response.status_code == 201:
                 data = response.json()
@@ -406,21 +437,26 @@ class Demo:
             await asyncio.sleep(0.5)
         return None
 
-    async def request(self, method: str, path: str, expected: tuple[int, ...] = (), **kwargs: Any
-                      ) -> httpx.Response | None:
+    async def request(
+        self, method: str, path: str, expected: tuple[int, ...] = (), **kwargs: Any
+    ) -> httpx.Response | None:
         """The response (None after a network error); 5xx and 429 count as errors unless ``expected``."""
         try:
             response = await self.client.request(method, path, **kwargs)
         except httpx.HTTPError as exc:
             self.report.errors[type(exc).__name__] += 1
             return None
-        if (response.status_code >= 500 or response.status_code == 429) and response.status_code not in expected:
+        if (
+            response.status_code >= 500 or response.status_code == 429
+        ) and response.status_code not in expected:
             self.report.errors[f"HTTP {response.status_code}"] += 1
         return response
 
     async def upload(self, sid: str, headers: dict[str, str], pings: list[dict[str, Any]]) -> bool:
         """Send a batch; False if the session is gone (the caller starts a new one)."""
-        response = await self.request("POST", f"/v1/sessions/{sid}/pings", json={"pings": pings}, headers=headers)
+        response = await self.request(
+            "POST", f"/v1/sessions/{sid}/pings", json={"pings": pings}, headers=headers
+        )
         self.report.pings_sent += len(pings)
         if response is None:
             return True
@@ -438,12 +474,21 @@ class Demo:
             self.report.errors[f"pings HTTP {response.status_code}"] += 1
         return True
 
-    async def check_in(self, sid: str, headers: dict[str, str], venue: Venue, where: tuple[float, float]) -> None:
+    async def check_in(
+        self, sid: str, headers: dict[str, str], venue: Venue, where: tuple[float, float]
+    ) -> None:
         lon, lat, accuracy = gps_fix(self.rng, where, indoors=True)
         response = await self.request(
-            "POST", "/v1/checkins",
-            json={"session_id": sid, "token": self.rng.choice(venue.posters), "lon": lon, "lat": lat,
-                  "accuracy": min(accuracy, 30.0), "poi_id": venue.id},
+            "POST",
+            "/v1/checkins",
+            json={
+                "session_id": sid,
+                "token": self.rng.choice(venue.posters),
+                "lon": lon,
+                "lat": lat,
+                "accuracy": min(accuracy, 30.0),
+                "poi_id": venue.id,
+            },
             headers={**headers, "Idempotency-Key": uuid.uuid4().hex},
         )
         if response is None:
@@ -479,12 +524,19 @@ class Demo:
                         self.inside[staying] -= 1
                     if venue:
                         self.inside[venue] += 1
-                        self.report.peak_inside[venue] = max(self.report.peak_inside.get(venue, 0),
-                                                             self.inside[venue])
+                        self.report.peak_inside[venue] = max(
+                            self.report.peak_inside.get(venue, 0), self.inside[venue]
+                        )
                     staying = venue
                 lon, lat, accuracy = gps_fix(self.rng, where, indoors=venue is not None)
-                batch.append({"lon": round(lon, 7), "lat": round(lat, 7), "accuracy": accuracy,
-                              "timestamp": stamp(time.time())})
+                batch.append(
+                    {
+                        "lon": round(lon, 7),
+                        "lat": round(lat, 7),
+                        "accuracy": accuracy,
+                        "timestamp": stamp(time.time()),
+                    }
+                )
                 if scans and now >= scans[0][0]:
                     _, poi = scans.pop(0)
                     await self.upload_batch(sid, headers, batch)  # the app sends its fixes first
@@ -512,7 +564,7 @@ class Demo:
     async def upload_batch(self, sid: str, headers: dict[str, str], batch: list[dict[str, Any]]) -> bool:
         ok = True
         for i in range(0, len(batch), 100):
-            ok = await self.upload(sid, headers, batch[i:i + 100]) and ok
+            ok = await self.upload(sid, headers, batch[i : i + 100]) and ok
         return ok
 
     async def end(self, sid: str) -> None:
@@ -532,9 +584,11 @@ class Demo:
             self.say(f"hotspot {config.hotspot!r} is not a venue here: no performance tonight")
         elif planner.hotspot:
             venue = self.world.venues[planner.hotspot]
-            self.say(f"performance at {venue.name} (capacity {venue.capacity}) for "
-                     f"{planner.audience_size(config.visitors)} visitors, "
-                     f"{clock_text(planner.show[0], span)}-{clock_text(planner.show[1], span)}")
+            self.say(
+                f"performance at {venue.name} (capacity {venue.capacity}) for "
+                f"{planner.audience_size(config.visitors)} visitors, "
+                f"{clock_text(planner.show[0], span)}-{clock_text(planner.show[1], span)}"
+            )
         clock = Clock(config.speed)
         reporter = asyncio.create_task(self.progress(clock, span))
         try:
@@ -556,16 +610,25 @@ class Demo:
     def progress_line(self, clock: Clock, span: float) -> None:
         assert self.world is not None
         busiest = sorted(((n, poi) for poi, n in self.inside.items() if n > 0), reverse=True)[:3]
-        top = ", ".join(
-            f"{self.world.venues[poi].name} {n}/{self.world.venues[poi].capacity}" for n, poi in busiest
-        ) or "-"
+        top = (
+            ", ".join(
+                f"{self.world.venues[poi].name} {n}/{self.world.venues[poi].capacity}" for n, poi in busiest
+            )
+            or "-"
+        )
         r = self.report
-        notes = f" · session starts paced by the server's per-address limit: {r.paced_starts}" if r.paced_starts else ""
+        notes = (
+            f" · session starts paced by the server's per-address limit: {r.paced_starts}"
+            if r.paced_starts
+            else ""
+        )
         if r.errors:
             notes += f" · errors: {', '.join(f'{k} x{n}' for k, n in r.errors.most_common())}"
-        self.say(f"[{clock_text(min(clock.sim(), span), span)}] visitors out {self.active:>4} · sessions {r.sessions}"
-                 f" · pings {r.pings_accepted} accepted, {r.pings_rejected} rejected · check-ins {r.checkins}"
-                 f" · busiest: {top}{notes}")
+        self.say(
+            f"[{clock_text(min(clock.sim(), span), span)}] visitors out {self.active:>4} · sessions {r.sessions}"
+            f" · pings {r.pings_accepted} accepted, {r.pings_rejected} rejected · check-ins {r.checkins}"
+            f" · busiest: {top}{notes}"
+        )
 
 
 def retry_after_s(response: httpx.Response) -> float:
@@ -582,8 +645,9 @@ def clock_text(sim_t: float, span: float) -> str:
     return f"{int(seconds // 3600) % 24:02d}:{int(seconds % 3600 // 60):02d}"
 
 
-async def run_demo(config: DemoConfig, client: httpx.AsyncClient | None = None,
-                   say: Callable[[str], None] = print) -> DemoReport:
+async def run_demo(
+    config: DemoConfig, client: httpx.AsyncClient | None = None, say: Callable[[str], None] = print
+) -> DemoReport:
     """Run the evening against ``config.base_url`` (or the given client, e.g. an in-process app)."""
     if client is not None:
         return await Demo(config, client, say).run()

@@ -41,31 +41,32 @@ Argument order is always ``(lon, lat)``, that is (x, y).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from enum import Enum
 from math import atan2, cos, isfinite, sin, sqrt
-from typing import Any, Callable, Tuple
+from typing import Any
 
 import numpy as np
 
 __all__ = [
-    "Crs",
     "CHINA_BBOX",
-    "is_out_of_china",
-    "wgs84_to_gcj02",
-    "gcj02_to_wgs84",
-    "gcj02_to_bd09",
+    "Crs",
     "bd09_to_gcj02",
-    "wgs84_to_bd09",
     "bd09_to_wgs84",
-    "to_wgs84",
     "from_wgs84",
-    "to_wgs84_many",
     "from_wgs84_many",
-    "geometry_to_wgs84",
+    "gcj02_to_bd09",
+    "gcj02_to_wgs84",
     "geometry_from_wgs84",
+    "geometry_to_wgs84",
+    "is_out_of_china",
+    "to_wgs84",
+    "to_wgs84_many",
+    "wgs84_to_bd09",
+    "wgs84_to_gcj02",
 ]
 
-LonLat = Tuple[float, float]
+LonLat = tuple[float, float]
 
 
 class Crs(str, Enum):
@@ -220,7 +221,7 @@ def _k_identity(lon: float, lat: float) -> LonLat:
 # --------------------------------------------------------------------------
 # Vectorised kernels (float64 1-D arrays, all inside the box, no validation)
 # --------------------------------------------------------------------------
-def _v_gcj_offset(lon: np.ndarray, lat: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+def _v_gcj_offset(lon: np.ndarray, lat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     x = lon - 105.0
     y = lat - 35.0
     xpi = x * _PI

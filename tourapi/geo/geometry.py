@@ -68,7 +68,7 @@ def parse_geojson(value: Any, field: str, allowed: tuple[str, ...]) -> BaseGeome
         raise GeometryError(field, f"geometry type must be {' or '.join(allowed)}, got {kind!r}")
     try:
         geom = shapely.geometry.shape(value)
-    except Exception as exc:  # shapely raises several types for malformed coordinates
+    except Exception as exc:  # noqa: BLE001 - shapely raises several types for malformed coordinates
         raise GeometryError(field, f"malformed {kind} coordinates: {exc}") from None
     return check_geometry(geom, field)
 

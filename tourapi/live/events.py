@@ -24,8 +24,10 @@ class LiveEvents:
 
     async def publish(self, kind: str, data: dict[str, Any]) -> str:
         return await self.redis.xadd(
-            self.key, {"kind": kind, "data": json.dumps(data, separators=(",", ":"), ensure_ascii=False)},
-            maxlen=self.maxlen, approximate=True,
+            self.key,
+            {"kind": kind, "data": json.dumps(data, separators=(",", ":"), ensure_ascii=False)},
+            maxlen=self.maxlen,
+            approximate=True,
         )
 
     async def last_id(self) -> str:

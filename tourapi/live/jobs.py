@@ -49,7 +49,9 @@ class LiveJobs:
         self.runtime.every("live-leader", ELECT_EVERY_S, self.elect)
         self.runtime.every("live-aggregate", self.runtime.settings.aggregate_interval_s, self.aggregate)
         self.runtime.every("live-sweep", SWEEP_EVERY_S, self.sweep)
-        self.runtime.every("live-snapshot", min(30.0, self.runtime.settings.snapshot_interval_s / 2), self.snapshot)
+        self.runtime.every(
+            "live-snapshot", min(30.0, self.runtime.settings.snapshot_interval_s / 2), self.snapshot
+        )
 
     async def elect(self) -> None:
         key = self.runtime.live.keys.global_key("leader")
@@ -65,8 +67,11 @@ class LiveJobs:
         if self.is_leader:
             report = await self.runtime.live.sweep()
             if report.expired_sessions or report.timed_out:
-                log.info("swept %d expired sessions, %d presence timeouts", report.expired_sessions,
-                         report.timed_out)
+                log.info(
+                    "swept %d expired sessions, %d presence timeouts",
+                    report.expired_sessions,
+                    report.timed_out,
+                )
 
     def _bucket(self, now: float) -> datetime:
         interval = self.runtime.settings.snapshot_interval_s
@@ -89,11 +94,17 @@ class LiveJobs:
             if poi not in index.position:
                 continue
             c = counters.get(poi, {})
-            rows.append({
-                "poi_id": poi, "bucket": bucket, "occupancy": occupancy.get(poi, 0),
-                "entries_tonight": c.get("entries", 0), "checkins_tonight": c.get("checkins", 0),
-                "unique_tonight": c.get("unique", 0), "capacity": index.sources[index.position[poi]].capacity,
-            })
+            rows.append(
+                {
+                    "poi_id": poi,
+                    "bucket": bucket,
+                    "occupancy": occupancy.get(poi, 0),
+                    "entries_tonight": c.get("entries", 0),
+                    "checkins_tonight": c.get("checkins", 0),
+                    "unique_tonight": c.get("unique", 0),
+                    "capacity": index.sources[index.position[poi]].capacity,
+                }
+            )
         async with self.runtime.sessionmaker() as session:
             await upsert(session, OccupancySnapshot, rows, ["poi_id", "bucket"])
             await session.commit()
@@ -115,11 +126,15 @@ class LiveJobs:
         for shard in k.all_shards():
             pipe.xrange(k.transitions(shard), min=f"({cursors.get(str(shard), '0-0')}", count=5000)
         batches = await pipe.execute()
-        tally: dict[str, dict[str, int]] = defaultdict(lambda: {"enters": 0, "exits": 0, "dwells": 0, "checkins": 0})
+        tally: dict[str, dict[str, int]] = defaultdict(
+            lambda: {"enters": 0, "exits": 0, "dwells": 0, "checkins": 0}
+        )
         new_cursors = {}
         for shard, entries in zip(k.all_shards(), batches):
             for _eid, fields in entries:
-                kind = {"enter": "enters", "exit": "exits", "dwell": "dwells", "checkin": "checkins"}.get(fields["t"])
+                kind = {"enter": "enters", "exit": "exits", "dwell": "dwells", "checkin": "checkins"}.get(
+                    fields["t"]
+                )
                 if kind:
                     tally[fields["p"]][kind] += 1
             if entries:
@@ -139,10 +154,21 @@ class LiveJobs:
             level = crowd_level(occ, capacity)
             if previous.get(poi, "comfortable") != level:
                 changed_levels[poi] = level
-                published.append(("crowd_level", {"poi_id": poi, "from": previous.get(poi, "comfortable"),
-                                                  "to": level, "capacity": capacity}))
+                published.append(
+                    (
+                        "crowd_level",
+                        {
+                            "poi_id": poi,
+                            "from": previous.get(poi, "comfortable"),
+                            "to": level,
+                            "capacity": capacity,
+                        },
+                    )
+                )
             if poi in tally:
-                rows.append({"poi_id": poi, "occupancy": occ, "capacity": capacity, "level": level, **tally[poi]})
+                rows.append(
+                    {"poi_id": poi, "occupancy": occ, "capacity": capacity, "level": level, **tally[poi]}
+                )
         if rows:
             published.insert(0, ("occupancy", {"pois": rows}))
         checkins = [{"poi_id": p, "count": t["checkins"]} for p, t in sorted(tally.items()) if t["checkins"]]
@@ -159,7 +185,9 @@ class LiveJobs:
         await pipe.execute()
         return published
 
-    async def _alerts(self, occupancy: dict[str, int], index: Any, now: float) -> list[tuple[str, dict[str, Any]]]:
+    async def _alerts(
+        self, occupancy: dict[str, int], index: Any, now: float
+    ) -> list[tuple[str, dict[str, Any]]]:
         """Raise an alert once when a venue reaches busy/crowded/full; re-arm below the threshold minus 5%."""
         redis = self.runtime.redis
         armed_key = self.runtime.live.keys.global_key("alert-armed")
@@ -176,8 +204,15 @@ class LiveJobs:
             rank = RANK[crowd_level(occ, capacity)]
             current = armed.get(poi, 0)
             if rank > current:
-                raise_rows.append(Alert(poi_id=poi, level=LEVELS[rank], occupancy=occ, capacity=capacity,
-                                        raised_at=datetime.fromtimestamp(now, UTC)))
+                raise_rows.append(
+                    Alert(
+                        poi_id=poi,
+                        level=LEVELS[rank],
+                        occupancy=occ,
+                        capacity=capacity,
+                        raised_at=datetime.fromtimestamp(now, UTC),
+                    )
+                )
                 rearm[poi] = rank
             elif current > 0:
                 relaxed = RANK[crowd_level(occ + int(ALERT_HYSTERESIS * capacity), capacity)]
@@ -189,8 +224,10 @@ class LiveJobs:
         async with self.runtime.sessionmaker() as session:
             for poi, below in cleared:
                 await session.execute(
-                    update(Alert).where(Alert.poi_id == poi, Alert.cleared_at.is_(None),
-                                        Alert.level.in_(LEVELS[below + 1:]))
+                    update(Alert)
+                    .where(
+                        Alert.poi_id == poi, Alert.cleared_at.is_(None), Alert.level.in_(LEVELS[below + 1 :])
+                    )
                     .values(cleared_at=datetime.fromtimestamp(now, UTC))
                 )
             session.add_all(raise_rows)
@@ -203,8 +240,13 @@ class LiveJobs:
 
 def alert_json(alert: Alert) -> dict[str, Any]:
     return {
-        "id": alert.id, "poi_id": alert.poi_id, "level": alert.level, "occupancy": alert.occupancy,
-        "capacity": alert.capacity, "raised_at": alert.raised_at.isoformat(),
-        "acked_at": alert.acked_at.isoformat() if alert.acked_at else None, "acked_by": alert.acked_by,
+        "id": alert.id,
+        "poi_id": alert.poi_id,
+        "level": alert.level,
+        "occupancy": alert.occupancy,
+        "capacity": alert.capacity,
+        "raised_at": alert.raised_at.isoformat(),
+        "acked_at": alert.acked_at.isoformat() if alert.acked_at else None,
+        "acked_by": alert.acked_by,
         "cleared_at": alert.cleared_at.isoformat() if alert.cleared_at else None,
     }

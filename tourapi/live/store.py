@@ -122,8 +122,15 @@ class LiveStore:
         pipe = self.redis.pipeline(transaction=False)
         pipe.hset(
             k.session(shard, sid),
-            mapping={"sid": sid, "install": ihash, "route": route_id or "", "locale": locale,
-                     "created": now, "hard_end": hard_end, "last_ts": 0},
+            mapping={
+                "sid": sid,
+                "install": ihash,
+                "route": route_id or "",
+                "locale": locale,
+                "created": now,
+                "hard_end": hard_end,
+                "last_ts": 0,
+            },
         )
         pipe.pexpireat(k.session(shard, sid), int((expires + SESSION_HASH_GRACE_S) * 1000))
         pipe.zadd(k.active(shard), {sid: expires})
@@ -160,7 +167,9 @@ class LiveStore:
             raise SessionNotFound(sid)
         k = self.keys
         entries = {p.night.isoformat(): k.entries(shard, p.night) for p in pings}
-        hll = {f"{p.night.isoformat()}|{poi}": k.visitors(shard, p.night, poi) for p in pings for poi in p.core}
+        hll = {
+            f"{p.night.isoformat()}|{poi}": k.visitors(shard, p.night, poi) for p in pings for poi in p.core
+        }
         route_key = k.route_active(shard, route_id) if route_id else None
         install_limit_key = k.install_rate(shard, install, int(now // 60))
         payload = {
@@ -175,7 +184,13 @@ class LiveStore:
             "limit_install": limits["install"],
             "install_limit_key": install_limit_key,
             "pings": [
-                {"ts": p.ts, "night": p.night.isoformat(), "good": p.good, "core": list(p.core), "near": list(p.near)}
+                {
+                    "ts": p.ts,
+                    "night": p.night.isoformat(),
+                    "good": p.good,
+                    "core": list(p.core),
+                    "near": list(p.near),
+                }
                 for p in pings
             ],
             "dwell": dwell,
@@ -183,8 +198,19 @@ class LiveStore:
             "hll": hll,
             "visitor": {night: self.visitor_token(install, night) for night in entries},
         }
-        keys = [k.session(shard, sid), k.occupancy(shard), k.presence(shard), k.active(shard), k.transitions(shard)]
-        keys += [install_limit_key] + ([route_key] if route_key else []) + list(entries.values()) + list(hll.values())
+        keys = [
+            k.session(shard, sid),
+            k.occupancy(shard),
+            k.presence(shard),
+            k.active(shard),
+            k.transitions(shard),
+        ]
+        keys += (
+            [install_limit_key]
+            + ([route_key] if route_key else [])
+            + list(entries.values())
+            + list(hll.values())
+        )
         raw = _decode.decode(await self._ping(keys=keys, args=[_encode.encode(payload)]))
         if isinstance(raw, dict) and raw.get("error") == "session_not_found":
             raise SessionNotFound(sid)
@@ -206,10 +232,12 @@ class LiveStore:
         if shard is None or not pois:
             return []
         k = self.keys
-        return list(await self._leave(
-            keys=[k.session(shard, sid), k.occupancy(shard), k.presence(shard), k.transitions(shard)],
-            args=[sid, reason, ts, self.settings.event_stream_maxlen, *pois],
-        ))
+        return list(
+            await self._leave(
+                keys=[k.session(shard, sid), k.occupancy(shard), k.presence(shard), k.transitions(shard)],
+                args=[sid, reason, ts, self.settings.event_stream_maxlen, *pois],
+            )
+        )
 
     async def end_session(self, sid: str, reason: str, now: float) -> bool:
         """Close the session's visits and erase everything it left in Redis. False if it did not exist.
@@ -222,8 +250,14 @@ class LiveStore:
         k = self.keys
         info = await self.redis.hmget(k.session(shard, sid), ["install", "route"])
         ihash, route = info[0] or "", info[1] or ""
-        keys = [k.session(shard, sid), k.occupancy(shard), k.presence(shard), k.transitions(shard),
-                k.active(shard), k.install(shard, ihash or "-")]
+        keys = [
+            k.session(shard, sid),
+            k.occupancy(shard),
+            k.presence(shard),
+            k.transitions(shard),
+            k.active(shard),
+            k.install(shard, ihash or "-"),
+        ]
         if route:
             keys.append(k.route_active(shard, route))
         await self._leave(keys=keys, args=[sid, reason, now, self.settings.event_stream_maxlen, "*"])
@@ -256,7 +290,14 @@ class LiveStore:
     # ---- check-ins --------------------------------------------------------------------------------------------
 
     async def record_checkin(
-        self, sid: str, visitor: str, poi_id: str, checkpoint_id: str, ts: float, night: date, fresh: bool,
+        self,
+        sid: str,
+        visitor: str,
+        poi_id: str,
+        checkpoint_id: str,
+        ts: float,
+        night: date,
+        fresh: bool,
         dwell_threshold_s: int,
     ) -> bool:
         """Count one committed check-in (call once per new record). Returns True if it placed the visitor inside."""
@@ -264,10 +305,26 @@ class LiveStore:
         if shard is None:
             return False
         k = self.keys
-        keys = [k.checkins(shard, night), k.visitors(shard, night, poi_id), k.session(shard, sid),
-                k.occupancy(shard), k.presence(shard), k.entries(shard, night), k.transitions(shard)]
-        args = [sid, poi_id, checkpoint_id, f"{ts:.3f}", visitor, "1" if fresh else "0", dwell_threshold_s,
-                self.settings.event_stream_maxlen, COUNTER_TTL_S]
+        keys = [
+            k.checkins(shard, night),
+            k.visitors(shard, night, poi_id),
+            k.session(shard, sid),
+            k.occupancy(shard),
+            k.presence(shard),
+            k.entries(shard, night),
+            k.transitions(shard),
+        ]
+        args = [
+            sid,
+            poi_id,
+            checkpoint_id,
+            f"{ts:.3f}",
+            visitor,
+            "1" if fresh else "0",
+            dwell_threshold_s,
+            self.settings.event_stream_maxlen,
+            COUNTER_TTL_S,
+        ]
         return bool(await self._checkin(keys=keys, args=args))
 
     async def rebuild_night(

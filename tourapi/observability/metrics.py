@@ -89,8 +89,14 @@ SCRAPE_OPT = "metrics_scrape"  # route option of the one handler a scrape token 
 
 def mint_scrape_token(runtime: Runtime, days: int) -> tuple[str, datetime]:
     return issue_token(
-        runtime.jwt, "service:metrics-scraper", timedelta(days=days), runtime.settings.jwt_issuer,
-        typ="access", role=Role.OPERATOR.value, name="metrics-scraper", scope=SCRAPE_SCOPE,
+        runtime.jwt,
+        "service:metrics-scraper",
+        timedelta(days=days),
+        runtime.settings.jwt_issuer,
+        typ="access",
+        role=Role.OPERATOR.value,
+        name="metrics-scraper",
+        scope=SCRAPE_SCOPE,
     )
 
 
@@ -146,8 +152,9 @@ def _gauge(name: str, doc: str, value: float | None = None, labels: Iterable[str
 
 async def business_metrics(runtime: Runtime) -> list[Metric]:
     families: list[Metric] = []
-    up = _gauge("tourapi_live_metrics_up", "1 if the source answered during this scrape, else 0",
-                labels=["source"])
+    up = _gauge(
+        "tourapi_live_metrics_up", "1 if the source answered during this scrape, else 0", labels=["source"]
+    )
     try:
         summary = await asyncio.wait_for(live_services.summary(runtime), SOURCE_TIMEOUT_S)
         transitions, leader = await asyncio.wait_for(_transitions_and_leader(runtime), SOURCE_TIMEOUT_S)
@@ -164,8 +171,9 @@ async def business_metrics(runtime: Runtime) -> list[Metric]:
         up.add_metric(["database"], 0)
     else:
         up.add_metric(["database"], 1)
-        open_alerts = _gauge("tourapi_alerts_open", "Crowd alerts not yet acknowledged, by level",
-                             labels=["level"])
+        open_alerts = _gauge(
+            "tourapi_alerts_open", "Crowd alerts not yet acknowledged, by level", labels=["level"]
+        )
         for level, n in alerts.items():
             open_alerts.add_metric([level], n)
         families.append(open_alerts)
@@ -175,15 +183,22 @@ async def business_metrics(runtime: Runtime) -> list[Metric]:
 
 def _live_families(summary: dict[str, Any], transitions: int, leader: bool) -> list[Metric]:
     active = summary["active_sessions"]
-    by_route = _gauge("tourapi_route_active_sessions", "Active visitor sessions following each published route",
-                      labels=["route_id"])
+    by_route = _gauge(
+        "tourapi_route_active_sessions",
+        "Active visitor sessions following each published route",
+        labels=["route_id"],
+    )
     for route_id, n in sorted(active["by_route"].items()):
         by_route.add_metric([route_id], n)
-    occupancy = _gauge("tourapi_venue_occupancy", "Visitors inside the venue's geofence now", labels=["poi_id"])
+    occupancy = _gauge(
+        "tourapi_venue_occupancy", "Visitors inside the venue's geofence now", labels=["poi_id"]
+    )
     capacity = _gauge("tourapi_venue_capacity", "The venue's capacity", labels=["poi_id"])
-    level = _gauge("tourapi_venue_crowd_level",
-                   "Crowd level of the venue: 0 comfortable, 1 busy (>=80%), 2 crowded (>=90%), 3 full (>=100%)",
-                   labels=["poi_id"])
+    level = _gauge(
+        "tourapi_venue_crowd_level",
+        "Crowd level of the venue: 0 comfortable, 1 busy (>=80%), 2 crowded (>=90%), 3 full (>=100%)",
+        labels=["poi_id"],
+    )
     entries = checkins = 0
     for poi in summary["pois"]:
         occupancy.add_metric([poi["poi_id"]], poi["occupancy"])
@@ -200,16 +215,26 @@ def _live_families(summary: dict[str, Any], transitions: int, leader: bool) -> l
     return [
         _gauge("tourapi_active_sessions", "Visitor sessions active now (all shards)", active["total"]),
         by_route,
-        _gauge("tourapi_entries_tonight", "Venue entries since noon (nights run noon to noon, Asia/Shanghai)",
-               entries),
-        _gauge("tourapi_checkins_tonight", "QR check-ins since noon (nights run noon to noon, Asia/Shanghai)",
-               checkins),
+        _gauge(
+            "tourapi_entries_tonight",
+            "Venue entries since noon (nights run noon to noon, Asia/Shanghai)",
+            entries,
+        ),
+        _gauge(
+            "tourapi_checkins_tonight",
+            "QR check-ins since noon (nights run noon to noon, Asia/Shanghai)",
+            checkins,
+        ),
         occupancy,
         capacity,
         level,
         transitions_total,
-        _gauge("tourapi_live_leader_present", "1 if an API worker holds the live-state leader lease "
-               "(the aggregator behind the event stream and alerts runs)", 1 if leader else 0),
+        _gauge(
+            "tourapi_live_leader_present",
+            "1 if an API worker holds the live-state leader lease "
+            "(the aggregator behind the event stream and alerts runs)",
+            1 if leader else 0,
+        ),
     ]
 
 

@@ -23,7 +23,10 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "invalid-token": ("这个二维码无效。", "This code is not valid."),
     "unknown-key": ("这个二维码无法识别。", "This code cannot be recognised."),
     "retired-key": ("这张海报已过期，请告诉工作人员。", "This poster has expired; please tell the staff."),
-    "checkpoint-revoked": ("这张海报已被替换，请告诉工作人员。", "This poster was replaced; please tell the staff."),
+    "checkpoint-revoked": (
+        "这张海报已被替换，请告诉工作人员。",
+        "This poster was replaced; please tell the staff.",
+    ),
     "checkpoint-not-found": ("这个签到点不存在。", "This check-in point does not exist."),
     "checkpoint-inactive": ("这个签到点已停用。", "This check-in point is no longer in use."),
 }

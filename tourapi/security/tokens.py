@@ -97,8 +97,11 @@ def principal_from_token(token: Token) -> Principal | None:
         )
     if typ == "session" and token.sub.startswith("session:"):
         return Principal(
-            subject=token.sub, role=Role.VISITOR, session_id=token.sub.removeprefix("session:"),
-            route_id=extras.get("route") or None, install_hash=extras.get("inst") or None,
+            subject=token.sub,
+            role=Role.VISITOR,
+            session_id=token.sub.removeprefix("session:"),
+            route_id=extras.get("route") or None,
+            install_hash=extras.get("inst") or None,
         )
     return None
 
@@ -112,7 +115,7 @@ async def _retrieve_principal(
 def make_jwt_auth(keyring: Keyring, issuer: str, access_ttl: timedelta) -> JWTAuth[Principal, Token]:
     return JWTAuth[Principal, Token](
         retrieve_user_handler=_retrieve_principal,
-        token_secret="unused: keys come from the keyring",  # noqa: S106
+        token_secret="unused: keys come from the keyring",
         token_cls=make_token_class(keyring),
         algorithm=ALGORITHM,
         default_token_expiration=access_ttl,

@@ -25,7 +25,10 @@ PROBLEM = Schema(
             items=Schema(
                 type=OpenAPIType.OBJECT,
                 required=["field", "message"],
-                properties={"field": Schema(type=OpenAPIType.STRING), "message": Schema(type=OpenAPIType.STRING)},
+                properties={
+                    "field": Schema(type=OpenAPIType.STRING),
+                    "message": Schema(type=OpenAPIType.STRING),
+                },
             ),
         ),
     },
@@ -51,7 +54,9 @@ def document_problems(app: Litestar) -> None:
     if openapi.components.schemas is None:
         openapi.components.schemas = {}
     openapi.components.schemas["Problem"] = PROBLEM
-    content = {"application/problem+json": OpenAPIMediaType(schema=Reference(ref="#/components/schemas/Problem"))}
+    content = {
+        "application/problem+json": OpenAPIMediaType(schema=Reference(ref="#/components/schemas/Problem"))
+    }
     for path_item in (openapi.paths or {}).values():
         for method in ("get", "put", "post", "delete", "patch"):
             operation = getattr(path_item, method, None)

@@ -17,11 +17,11 @@ from tourapi.db.models.user_venue import UserVenue
 
 __all__ = [
     "Alert",
-    "OccupancySnapshot",
     "Anchor",
     "Checkin",
     "Checkpoint",
     "MediaFile",
+    "OccupancySnapshot",
     "Poi",
     "Route",
     "RouteLeg",

@@ -137,8 +137,8 @@ class AnchorPatch(Struct, forbid_unknown_fields=True):
     caption: Texts | UnsetType = UNSET
     visibility: Visibility | UnsetType = UNSET
     localization: Annotated[list[Localization], Meta(min_length=1, max_length=8)] | UnsetType = UNSET
-    accuracy: Accuracy | None | UnsetType = UNSET
+    accuracy: Accuracy | UnsetType | None = UNSET
     scale: Annotated[float, Meta(gt=0, le=1000)] | UnsetType = UNSET
-    narration: Asset | None | UnsetType = UNSET
-    route_stop: RouteStop | None | UnsetType = UNSET
+    narration: Asset | UnsetType | None = UNSET
+    route_stop: RouteStop | UnsetType | None = UNSET
     crs: Crs = Crs.WGS84

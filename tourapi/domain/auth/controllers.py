@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from litestar import Controller, Request, get, post
 from litestar.params import JSONBody
@@ -18,7 +18,7 @@ from tourapi.web.deps import Dep
 
 class AuthController(Controller):
     path = "/v1/auth"
-    tags = ["Auth"]
+    tags: ClassVar[list[str]] = ["Auth"]
 
     @post(
         "/token", **access(Policy.PUBLIC), status_code=200, summary="Exchange username and password for a JWT"

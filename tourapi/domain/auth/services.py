@@ -73,7 +73,10 @@ async def login(
     # keeps each guess slow anyway.
     try:
         keys = await runtime.limiter.acquire(
-            "login", {"ip": ip_subject(client_ip), "user": username.lower()[:64]}, time.time(), "login attempts"
+            "login",
+            {"ip": ip_subject(client_ip), "user": username.lower()[:64]},
+            time.time(),
+            "login attempts",
         )
     except REDIS_UNAVAILABLE as exc:
         log.warning("login rate limit skipped (Redis unavailable: %s)", type(exc).__name__)

@@ -46,7 +46,9 @@ class CheckinController(Controller):
         data: JSONBody[CheckinRequest],
         idempotency_key: Annotated[
             str | None,
-            HeaderParameter(name="Idempotency-Key", required=False, description="retries with it get the same record"),
+            HeaderParameter(
+                name="Idempotency-Key", required=False, description="retries with it get the same record"
+            ),
         ] = None,
     ) -> Response[CheckinOut]:
         client_ip = request.client.host if request.client else None

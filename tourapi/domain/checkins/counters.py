@@ -64,13 +64,17 @@ async def repair_uncounted(
         ).all()
         for record, dwell in rows:
             claim = await session.execute(
-                sa.update(Checkin).where(Checkin.id == record.id, Checkin.counted.is_(False)).values(counted=True)
+                sa.update(Checkin)
+                .where(Checkin.id == record.id, Checkin.counted.is_(False))
+                .values(counted=True)
             )
             await session.commit()
             if claim.rowcount != 1:
                 continue  # another worker counted it
             # Still "inside now" only if the scan is recent enough that the visit has not timed out.
-            fresh = not record.late and now - record.scanned_at.timestamp() < runtime.settings.presence_timeout_s
+            fresh = (
+                not record.late and now - record.scanned_at.timestamp() < runtime.settings.presence_timeout_s
+            )
             if not await count_checkin(runtime.live, record, dwell, fresh):
                 await session.execute(sa.update(Checkin).where(Checkin.id == record.id).values(counted=False))
                 await session.commit()
@@ -88,7 +92,11 @@ async def rebuild_night(runtime: Runtime, night: date) -> dict[str, int]:
         rows = (
             await session.execute(
                 sa.select(
-                    Checkin.id, Checkin.session_id, Checkin.poi_id, Checkin.checkpoint_id, Checkin.visitor,
+                    Checkin.id,
+                    Checkin.session_id,
+                    Checkin.poi_id,
+                    Checkin.checkpoint_id,
+                    Checkin.visitor,
                     Checkin.counted,
                 )
                 .where(Checkin.night == night)
@@ -112,7 +120,9 @@ async def rebuild_night(runtime: Runtime, night: date) -> dict[str, int]:
                         ),
                     )
                 )
-            ).tuples().all()
+            )
+            .tuples()
+            .all()
         )
     report = await runtime.live.rebuild_night(
         night, [(r.session_id, r.poi_id, str(r.checkpoint_id), r.visitor) for r in rows], floors

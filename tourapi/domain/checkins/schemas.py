@@ -15,19 +15,34 @@ class CheckinRequest(Struct, forbid_unknown_fields=True):
     """Exactly one of ``token`` (from the QR code) and ``manual_code`` (typed from the poster)."""
 
     session_id: Annotated[str, Meta(min_length=1, max_length=32, description="must be the token's session")]
-    token: Annotated[
-        str, Meta(max_length=512, description="the token from the poster URL, or the whole URL")
-    ] | None = None
-    manual_code: Annotated[str, Meta(max_length=32, description="the code printed under the QR")] | None = None
+    token: (
+        Annotated[str, Meta(max_length=512, description="the token from the poster URL, or the whole URL")]
+        | None
+    ) = None
+    manual_code: Annotated[str, Meta(max_length=32, description="the code printed under the QR")] | None = (
+        None
+    )
     lon: float | None = None
     lat: float | None = None
-    accuracy: Annotated[float, Meta(ge=0, le=100_000, description="horizontal accuracy, metres")] | None = None
-    scanned_at: Annotated[
-        datetime, Meta(description="when the code was scanned (offline uploads); default now; needs an offset")
-    ] | None = None
-    poi_id: Annotated[
-        str, Meta(max_length=64, description="the venue the app expects; refused as wrong-venue if it differs")
-    ] | None = None
+    accuracy: Annotated[float, Meta(ge=0, le=100_000, description="horizontal accuracy, metres")] | None = (
+        None
+    )
+    scanned_at: (
+        Annotated[
+            datetime,
+            Meta(description="when the code was scanned (offline uploads); default now; needs an offset"),
+        ]
+        | None
+    ) = None
+    poi_id: (
+        Annotated[
+            str,
+            Meta(
+                max_length=64, description="the venue the app expects; refused as wrong-venue if it differs"
+            ),
+        ]
+        | None
+    ) = None
     crs: Crs = Crs.WGS84
 
 

@@ -79,8 +79,11 @@ async def count_checkin(live: LiveStore, record: Checkin, dwell_threshold_s: int
             dwell_threshold_s,
         )
     except REDIS_UNAVAILABLE as exc:
-        log.warning("check-in %s is recorded but not yet counted (Redis unavailable: %s)", record.id,
-                    type(exc).__name__)
+        log.warning(
+            "check-in %s is recorded but not yet counted (Redis unavailable: %s)",
+            record.id,
+            type(exc).__name__,
+        )
         return False
     return True
 
@@ -103,7 +106,9 @@ class CheckinService:
         """(record, created): created is True only for the request that wrote the record."""
         sid = data.session_id
         if principal.session_id is None or sid != principal.session_id:
-            raise Refused("session-mismatch", "session_id is not the session of this token", field="session_id")
+            raise Refused(
+                "session-mismatch", "session_id is not the session of this token", field="session_id"
+            )
         if (data.token is None) == (data.manual_code is None):
             raise Unprocessable("send exactly one of token and manual_code", field="token")
         if idempotency_key is not None and not _IDEMPOTENCY_KEY.match(idempotency_key):
@@ -190,7 +195,9 @@ class CheckinService:
         if value is None:
             return now
         if value.tzinfo is None:
-            raise Unprocessable("scanned_at needs a UTC offset, e.g. 2026-07-18T20:15:00+08:00", field="scanned_at")
+            raise Unprocessable(
+                "scanned_at needs a UTC offset, e.g. 2026-07-18T20:15:00+08:00", field="scanned_at"
+            )
         settings = self.runtime.settings
         ahead = (value - now).total_seconds()
         if ahead > settings.max_clock_skew_s:

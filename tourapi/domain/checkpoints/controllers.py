@@ -204,7 +204,9 @@ class CheckpointController(Controller):
 class PosterLandingController(Controller):
     path = "/c"
     tags = ("Check-ins",)
-    dependencies: ClassVar[dict[str, Provide]] = {"service": Provide(provide_checkpoint_service, sync_to_thread=False)}
+    dependencies: ClassVar[dict[str, Provide]] = {
+        "service": Provide(provide_checkpoint_service, sync_to_thread=False)
+    }
 
     @get(
         "/{token:str}",

@@ -215,8 +215,9 @@ class CheckpointService:
             checkpoint.updated_at = utcnow()
         else:
             self.session.add(
-                Checkpoint(poi_id=poi_id, slug=slug, version=1, manual_code=await self._fresh_manual_code(),
-                           **fields)
+                Checkpoint(
+                    poi_id=poi_id, slug=slug, version=1, manual_code=await self._fresh_manual_code(), **fields
+                )
             )
         await self._commit()
         return True
@@ -237,7 +238,9 @@ class CheckpointService:
     async def _checkpoint_and_poi(self, checkpoint_id: int) -> tuple[Checkpoint | None, Poi | None]:
         row = (
             await self.session.execute(
-                select(Checkpoint, Poi).join(Poi, Poi.id == Checkpoint.poi_id).where(Checkpoint.id == checkpoint_id)
+                select(Checkpoint, Poi)
+                .join(Poi, Poi.id == Checkpoint.poi_id)
+                .where(Checkpoint.id == checkpoint_id)
             )
         ).first()
         return (row[0], row[1]) if row else (None, None)
@@ -250,7 +253,9 @@ class CheckpointService:
             raise Refused(exc.slug, exc.message, field=field) from None
         checkpoint, poi = await self._checkpoint_and_poi(ref.checkpoint_id)
         if checkpoint is None or poi is None:
-            raise Refused("checkpoint-not-found", "the code names a checkpoint that does not exist", field=field)
+            raise Refused(
+                "checkpoint-not-found", "the code names a checkpoint that does not exist", field=field
+            )
         if not is_active(checkpoint, poi):
             raise Refused("checkpoint-inactive", "this check-in point is no longer in use", field=field)
         if ref.version != checkpoint.version:
@@ -265,7 +270,8 @@ class CheckpointService:
         if normal is not None:
             row = (
                 await self.session.execute(
-                    select(Checkpoint, Poi).join(Poi, Poi.id == Checkpoint.poi_id)
+                    select(Checkpoint, Poi)
+                    .join(Poi, Poi.id == Checkpoint.poi_id)
                     .where(Checkpoint.manual_code == normal)
                 )
             ).first()

@@ -77,7 +77,7 @@ def provide_near(
     if not any(given):
         return None
     if not all(given):
-        missing = [n for n, v in (("lon", lon), ("lat", lat), ("radius", radius)) if v is None][0]
+        missing = next(n for n, v in (("lon", lon), ("lat", lat), ("radius", radius)) if v is None)
         raise Unprocessable("lon, lat and radius go together", field=missing)
     assert lon is not None and lat is not None and radius is not None
     if not math.isfinite(radius) or radius <= 0 or radius > MAX_RADIUS_M:

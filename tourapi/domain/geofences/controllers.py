@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from litestar import Controller, Response, get
 from litestar.params import FromQuery, QueryParameter
@@ -19,7 +19,7 @@ from tourapi.web.deps import Dep
 
 class GeofenceController(Controller):
     path = "/v1/geofences"
-    tags = ["Geofences"]
+    tags: ClassVar[list[str]] = ["Geofences"]
 
     @get("/containing", **access(Policy.PUBLIC), summary="POIs whose geofence contains a point")
     async def containing(

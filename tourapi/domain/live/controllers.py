@@ -28,8 +28,11 @@ class LiveController(Controller):
     async def summary(self, runtime: Dep[Runtime]) -> Response[dict[str, Any]]:
         return Response(await services.summary(runtime), headers=PRIVATE_NO_STORE)
 
-    @get("/pois/{poi_id:str}/history", **access(Policy.OPERATOR),
-         summary="Five-minute occupancy series from the persisted snapshots, with the live value")
+    @get(
+        "/pois/{poi_id:str}/history",
+        **access(Policy.OPERATOR),
+        summary="Five-minute occupancy series from the persisted snapshots, with the live value",
+    )
     async def history(
         self,
         runtime: Dep[Runtime],
@@ -43,11 +46,18 @@ class LiveController(Controller):
     async def alerts(
         self,
         db_session: Dep[AsyncSession],
-        status: Annotated[Literal["open", "all"], QueryParameter(description="open = not acknowledged")] = "open",
+        status: Annotated[
+            Literal["open", "all"], QueryParameter(description="open = not acknowledged")
+        ] = "open",
     ) -> Response[list[dict[str, Any]]]:
         return Response(await services.alerts(db_session, status), headers=PRIVATE_NO_STORE)
 
-    @post("/alerts/{alert_id:int}/ack", **access(Policy.OPERATOR), status_code=200, summary="Acknowledge an alert")
+    @post(
+        "/alerts/{alert_id:int}/ack",
+        **access(Policy.OPERATOR),
+        status_code=200,
+        summary="Acknowledge an alert",
+    )
     async def ack(
         self,
         request: Request[Principal, Any, Any],

@@ -39,7 +39,7 @@ async def summary(runtime: Runtime) -> dict[str, Any]:
     total = 0
     width = 1 + len(route_ids)
     for shard in k.all_shards():
-        row = counts[shard * width:(shard + 1) * width]
+        row = counts[shard * width : (shard + 1) * width]
         total += int(row[0])
         for route_id, n in zip(route_ids, row[1:]):
             per_route[route_id] += int(n)
@@ -50,15 +50,17 @@ async def summary(runtime: Runtime) -> dict[str, Any]:
     for source in index.sources:
         occ = occupancy.get(source.poi_id, 0)
         c = counters.get(source.poi_id, {})
-        pois.append({
-            "poi_id": source.poi_id,
-            "occupancy": occ,
-            "capacity": source.capacity,
-            "level": crowd_level(occ, source.capacity),
-            "entries_tonight": c.get("entries", 0),
-            "checkins_tonight": c.get("checkins", 0),
-            "unique_visitors_tonight": c.get("unique", 0),
-        })
+        pois.append(
+            {
+                "poi_id": source.poi_id,
+                "occupancy": occ,
+                "capacity": source.capacity,
+                "level": crowd_level(occ, source.capacity),
+                "entries_tonight": c.get("entries", 0),
+                "checkins_tonight": c.get("checkins", 0),
+                "unique_visitors_tonight": c.get("unique", 0),
+            }
+        )
     return {
         "as_of": datetime.fromtimestamp(now, TZ).isoformat(),
         "night": night_of(datetime.fromtimestamp(now, UTC)).isoformat(),
@@ -76,11 +78,13 @@ async def history(runtime: Runtime, session: AsyncSession, poi_id: str, hours: f
     end_bucket = now - now % interval
     start_bucket = end_bucket - int(hours * 3600 // interval) * interval
     start = datetime.fromtimestamp(start_bucket, UTC)
-    rows = (await session.scalars(
-        select(OccupancySnapshot)
-        .where(OccupancySnapshot.poi_id == poi_id, OccupancySnapshot.bucket >= start)
-        .order_by(OccupancySnapshot.bucket)
-    )).all()
+    rows = (
+        await session.scalars(
+            select(OccupancySnapshot)
+            .where(OccupancySnapshot.poi_id == poi_id, OccupancySnapshot.bucket >= start)
+            .order_by(OccupancySnapshot.bucket)
+        )
+    ).all()
     by_bucket = {row.bucket.timestamp(): row.occupancy for row in rows}
     capacity = index.sources[index.position[poi_id]].capacity
     series = []
@@ -95,8 +99,11 @@ async def history(runtime: Runtime, session: AsyncSession, poi_id: str, hours: f
         "capacity": capacity,
         "interval_s": interval,
         "series": series,
-        "live": {"t": datetime.fromtimestamp(now, TZ).isoformat(), "occupancy": live_now,
-                 "level": crowd_level(live_now, capacity)},
+        "live": {
+            "t": datetime.fromtimestamp(now, TZ).isoformat(),
+            "occupancy": live_now,
+            "level": crowd_level(live_now, capacity),
+        },
     }
 
 
@@ -123,8 +130,9 @@ def check_last_event_id(value: str | None) -> str | None:
     if value is None or value == "":
         return None
     if not STREAM_ID.match(value):
-        raise Unprocessable("Last-Event-ID must be an id this stream sent (e.g. 1700000000000-0)",
-                            field="Last-Event-ID")
+        raise Unprocessable(
+            "Last-Event-ID must be an id this stream sent (e.g. 1700000000000-0)", field="Last-Event-ID"
+        )
     return value
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar
 
 from litestar import Controller, Request, Response, get
 from litestar.di import Provide
@@ -23,8 +23,8 @@ def _base(request: Request[Any, Any, Any]) -> str:
 
 class OgcController(Controller):
     path = "/ogc"
-    tags = ["OGC API - Features"]
-    dependencies = {
+    tags: ClassVar[list[str]] = ["OGC API - Features"]
+    dependencies: ClassVar[dict[str, Provide]] = {
         "service": Provide(provide_poi_service, sync_to_thread=False),
         "chain": Provide(provide_lang_chain, sync_to_thread=False),
     }

@@ -57,7 +57,9 @@ def _load(path: Traversable, kind: str) -> StaticFile:
     if cached is not None and cached[0] == version:
         return cached[1]
     body = path.read_bytes()
-    file = StaticFile(body, CONTENT_TYPES[kind], '"' + hashlib.blake2b(body, digest_size=12).hexdigest() + '"')
+    file = StaticFile(
+        body, CONTENT_TYPES[kind], '"' + hashlib.blake2b(body, digest_size=12).hexdigest() + '"'
+    )
     _loaded[str(path)] = (version, file)
     return file
 
@@ -81,7 +83,11 @@ def tile_url(settings: Settings) -> str | None:
     if not url:
         return None
     parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.netloc or not all(p in url for p in TILE_PLACEHOLDERS):
+    if (
+        parts.scheme not in ("http", "https")
+        or not parts.netloc
+        or not all(p in url for p in TILE_PLACEHOLDERS)
+    ):
         _warn_bad_tile_url(url)
         return None
     return url
@@ -104,18 +110,20 @@ def tile_origin(url: str) -> str:
 def security_headers(settings: Settings) -> dict[str, str]:
     tiles = tile_url(settings)
     img = "'self' data:" + (f" {tile_origin(tiles)}" if tiles else "")
-    csp = "; ".join([
-        "default-src 'self'",
-        "script-src 'self'",
-        "style-src 'self'",
-        f"img-src {img}",
-        "connect-src 'self'",
-        "font-src 'self'",
-        "object-src 'none'",
-        "base-uri 'none'",
-        "form-action 'none'",  # the login form is handled by script; never submitted as a page
-        "frame-ancestors 'none'",
-    ])
+    csp = "; ".join(
+        [
+            "default-src 'self'",
+            "script-src 'self'",
+            "style-src 'self'",
+            f"img-src {img}",
+            "connect-src 'self'",
+            "font-src 'self'",
+            "object-src 'none'",
+            "base-uri 'none'",
+            "form-action 'none'",  # the login form is handled by script; never submitted as a page
+            "frame-ancestors 'none'",
+        ]
+    )
     return {
         "Content-Security-Policy": csp,
         "X-Frame-Options": "DENY",

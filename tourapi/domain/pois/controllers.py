@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar
 
 from litestar import Controller, Request, Response, delete, get, patch, post, put
 from litestar.di import Provide
@@ -35,8 +35,8 @@ def provide_poi_service(runtime: Dep[Runtime], db_session: Dep[AsyncSession]) ->
 
 class PoiController(Controller):
     path = "/v1/pois"
-    tags = ["POIs"]
-    dependencies = {
+    tags: ClassVar[list[str]] = ["POIs"]
+    dependencies: ClassVar[dict[str, Provide]] = {
         "service": Provide(provide_poi_service, sync_to_thread=False),
         "chain": Provide(provide_lang_chain, sync_to_thread=False),
     }
@@ -113,7 +113,11 @@ class PoiController(Controller):
         summary="Replace a POI",
     )
     async def replace_poi(
-        self, service: Dep[PoiService], chain: Dep[tuple[str, ...]], poi_id: FromPath[str], data: JSONBody[PoiWrite]
+        self,
+        service: Dep[PoiService],
+        chain: Dep[tuple[str, ...]],
+        poi_id: FromPath[str],
+        data: JSONBody[PoiWrite],
     ) -> dict[str, Any]:
         return poi_feature(await service.replace(poi_id, data), chain, data.crs, now())
 
@@ -124,7 +128,11 @@ class PoiController(Controller):
         summary="Change some fields of a POI",
     )
     async def patch_poi(
-        self, service: Dep[PoiService], chain: Dep[tuple[str, ...]], poi_id: FromPath[str], data: JSONBody[PoiPatch]
+        self,
+        service: Dep[PoiService],
+        chain: Dep[tuple[str, ...]],
+        poi_id: FromPath[str],
+        data: JSONBody[PoiPatch],
     ) -> dict[str, Any]:
         return poi_feature(await service.patch(poi_id, data), chain, data.crs, now())
 

@@ -83,7 +83,7 @@ class PoiPatch(Struct, forbid_unknown_fields=True):
     location: GeoJsonGeometry | UnsetType = UNSET
     geofence: GeoJsonGeometry | UnsetType = UNSET
     capacity: Annotated[int, Meta(ge=1, le=1_000_000)] | UnsetType = UNSET
-    opening_hours: Annotated[str, Meta(max_length=1000)] | None | UnsetType = UNSET
+    opening_hours: Annotated[str, Meta(max_length=1000)] | UnsetType | None = UNSET
     dwell_threshold_s: Annotated[int, Meta(ge=0, le=86_400)] | UnsetType = UNSET
     interest: Annotated[float, Meta(ge=0, le=1)] | UnsetType = UNSET
     visit_minutes: Annotated[int, Meta(ge=1, le=1440)] | UnsetType = UNSET

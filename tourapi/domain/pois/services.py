@@ -232,8 +232,12 @@ class LiveCatalog:
             for i, d in zip(boxed.tolist(), metres.tolist())
             if d <= near.radius_m and (category is None or self._ordered[i].category == category)
         )
-        window = found[offset:offset + limit]
-        return [self._ordered[i] for _, _, i in window], [d for d, _, _ in window], len(found) > offset + limit
+        window = found[offset : offset + limit]
+        return (
+            [self._ordered[i] for _, _, i in window],
+            [d for d, _, _ in window],
+            len(found) > offset + limit,
+        )
 
 
 _CATALOGS: weakref.WeakKeyDictionary[Runtime, LiveCatalog] = weakref.WeakKeyDictionary()
@@ -269,15 +273,17 @@ class PoiService:
         keep = None
         if query.open_at is not None:
             moment = query.open_at
-            keep = lambda poi: (
+            keep = lambda poi: (  # noqa: E731 - a predicate handed to the spatial backend
                 poi.deleted_at is not None
-                or (  # noqa: E731  tombstones always sync
-                    bool(poi.opening_hours) and parse_schedule(poi.opening_hours).is_open(moment)
-                )
+                or (bool(poi.opening_hours) and parse_schedule(poi.opening_hours).is_open(moment))
             )
         if (
-            keep is None and query.near is not None and query.bbox is None and query.updated_since is None
-            and columns is POI_COLUMNS and self.runtime.catalog_seq >= 0
+            keep is None
+            and query.near is not None
+            and query.bbox is None
+            and query.updated_since is None
+            and columns is POI_COLUMNS
+            and self.runtime.catalog_seq >= 0
         ):
             catalog = await catalog_of(self.runtime).current(self.session, self.runtime.catalog_seq)
             return catalog.nearby(query.near, query.category, paging.limit, paging.offset)
@@ -340,11 +346,15 @@ class PoiService:
         now = utcnow()
         poi.sync_seq = await next_sync_seq(self.session)
         poi.deleted_at = poi.updated_at = now
-        anchors = (await self.session.scalars(
-            select(Anchor).where(Anchor.poi_id == poi_id, Anchor.deleted_at.is_(None)).order_by(Anchor.id)
-        )).all()
+        anchors = (
+            await self.session.scalars(
+                select(Anchor).where(Anchor.poi_id == poi_id, Anchor.deleted_at.is_(None)).order_by(Anchor.id)
+            )
+        ).all()
         for anchor in anchors:
-            anchor.sync_seq = await next_sync_seq(self.session)  # one number each: sync pages never split a seq
+            anchor.sync_seq = await next_sync_seq(
+                self.session
+            )  # one number each: sync pages never split a seq
             anchor.deleted_at = anchor.updated_at = now
         await self.session.commit()
         await self.runtime.catalog_changed()

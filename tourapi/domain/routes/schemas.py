@@ -101,6 +101,6 @@ class RoutePatch(Struct, forbid_unknown_fields=True):
     status: Status | UnsetType = UNSET
     difficulty: Difficulty | UnsetType = UNSET
     accessibility: Texts | UnsetType = UNSET
-    cover: CoverWrite | None | UnsetType = UNSET
+    cover: CoverWrite | UnsetType | None = UNSET
     tags: Annotated[list[Annotated[str, Meta(max_length=64)]], Meta(max_length=50)] | UnsetType = UNSET
     crs: Crs = Crs.WGS84

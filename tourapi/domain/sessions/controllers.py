@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from litestar import Controller, Request, Response, delete, get, post
 from litestar.params import FromPath, JSONBody
@@ -27,7 +27,7 @@ from tourapi.web.deps import Dep
 
 class SessionController(Controller):
     path = "/v1/sessions"
-    tags = ["Live sessions"]
+    tags: ClassVar[list[str]] = ["Live sessions"]
 
     @post("/", **access(Policy.PUBLIC), summary="Start an anonymous visitor session")
     async def start(
@@ -47,8 +47,12 @@ class SessionController(Controller):
     ) -> None:
         await services.end_session(runtime, request.user, session_id)
 
-    @post("/{session_id:str}/pings", **access(Policy.VISITOR), status_code=200,
-          summary="Send a batch of 1-100 location pings; get geofence transitions back")
+    @post(
+        "/{session_id:str}/pings",
+        **access(Policy.VISITOR),
+        status_code=200,
+        summary="Send a batch of 1-100 location pings; get geofence transitions back",
+    )
     async def pings(
         self,
         request: Request[Principal, Any, Any],
@@ -62,10 +66,14 @@ class SessionController(Controller):
 
 class PrivacyController(Controller):
     path = "/v1/privacy"
-    tags = ["Live sessions"]
+    tags: ClassVar[list[str]] = ["Live sessions"]
 
-    @post("/erase", **access(Policy.PUBLIC), status_code=200,
-          summary="Erase every live session of an app install (the install id is the app's secret)")
+    @post(
+        "/erase",
+        **access(Policy.PUBLIC),
+        status_code=200,
+        summary="Erase every live session of an app install (the install id is the app's secret)",
+    )
     async def erase(self, runtime: Dep[Runtime], data: JSONBody[EraseRequest]) -> Response[Erased]:
         erased = await services.erase_install(runtime, data.install_id)
         return Response(Erased(sessions_erased=erased), headers=PRIVATE_NO_STORE)
@@ -73,10 +81,12 @@ class PrivacyController(Controller):
 
 class CrowdController(Controller):
     path = "/v1/pois"
-    tags = ["Live sessions"]
+    tags: ClassVar[list[str]] = ["Live sessions"]
 
     @get("/{poi_id:str}/crowd", **access(Policy.PUBLIC), summary="Public crowd level of a venue (no counts)")
     async def crowd(self, runtime: Dep[Runtime], poi_id: FromPath[str]) -> Response[Crowd]:
         level, as_of = await services.public_crowd(runtime, poi_id)
-        return Response(Crowd(poi_id=poi_id, level=level, as_of=as_of),  # type: ignore[arg-type]
-                        headers={"Cache-Control": "public, max-age=15"})
+        return Response(
+            Crowd(poi_id=poi_id, level=level, as_of=as_of),  # type: ignore[arg-type]
+            headers={"Cache-Control": "public, max-age=15"},
+        )

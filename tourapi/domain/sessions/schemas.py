@@ -9,8 +9,15 @@ from msgspec import Meta, Struct
 
 from tourapi.geo.crs import Crs
 
-InstallId = Annotated[str, Meta(min_length=8, max_length=128, pattern=r"^[A-Za-z0-9._:-]+$",
-                                description="app-generated install id; never shown to operators")]
+InstallId = Annotated[
+    str,
+    Meta(
+        min_length=8,
+        max_length=128,
+        pattern=r"^[A-Za-z0-9._:-]+$",
+        description="app-generated install id; never shown to operators",
+    ),
+]
 MAX_BATCH = 100
 
 

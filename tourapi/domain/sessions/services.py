@@ -55,8 +55,9 @@ async def start_session(
     locale = check_lang_param(data.locale, "locale") or "zh-Hans"
     now = clock()
     ihash = runtime.live.install_hash(data.install_id)
-    await runtime.limiter.acquire("session-start", {"ip": ip_subject(client_ip), "install": ihash}, now,
-                                  "new sessions")
+    await runtime.limiter.acquire(
+        "session-start", {"ip": ip_subject(client_ip), "install": ihash}, now, "new sessions"
+    )
     moment = datetime.fromtimestamp(now, UTC)
     grace = timedelta(hours=runtime.settings.session_grace_after_night_h)
     night = night_of(moment)
@@ -70,11 +71,17 @@ async def start_session(
     sid, expires = await runtime.live.start_session(ihash, data.route_id, locale, now, hard_end)
     # The token carries what the ping path needs, so a ping batch costs one Redis call and no lookup.
     token, _ = issue_token(
-        runtime.jwt, f"session:{sid}", timedelta(seconds=hard_end - now), runtime.settings.jwt_issuer,
-        typ="session", route=data.route_id or "", inst=ihash,
+        runtime.jwt,
+        f"session:{sid}",
+        timedelta(seconds=hard_end - now),
+        runtime.settings.jwt_issuer,
+        typ="session",
+        route=data.route_id or "",
+        inst=ihash,
     )
-    return SessionStarted(session_id=sid, token=token, token_type="bearer", expires_at=_iso(expires),
-                          ends_at=_iso(hard_end))
+    return SessionStarted(
+        session_id=sid, token=token, token_type="bearer", expires_at=_iso(expires), ends_at=_iso(hard_end)
+    )
 
 
 async def end_session(runtime: Runtime, principal: Principal, session_id: str) -> None:
@@ -104,7 +111,9 @@ def _reject(index: int, reason: str, detail: str) -> RejectedPing:
     return RejectedPing(index=index, reason=reason, detail=detail)
 
 
-async def ingest_pings(runtime: Runtime, principal: Principal, session_id: str, batch: PingBatch) -> PingResult:
+async def ingest_pings(
+    runtime: Runtime, principal: Principal, session_id: str, batch: PingBatch
+) -> PingResult:
     """Validate per ping, classify against the in-memory geofence index, apply in one Redis call."""
     settings = runtime.settings
     now = time.time()
@@ -114,7 +123,9 @@ async def ingest_pings(runtime: Runtime, principal: Principal, session_id: str, 
     kept: list[tuple[float, int]] = []
     for i, ping in enumerate(batch.pings):
         if ping.timestamp.tzinfo is None:
-            rejected.append(_reject(i, "timestamp_without_offset", "timestamp needs a UTC offset, e.g. +08:00"))
+            rejected.append(
+                _reject(i, "timestamp_without_offset", "timestamp needs a UTC offset, e.g. +08:00")
+            )
             continue
         ts = round(ping.timestamp.timestamp(), 3)
         if not (math.isfinite(ping.lon) and math.isfinite(ping.lat) and math.isfinite(ping.accuracy)):
@@ -122,7 +133,9 @@ async def ingest_pings(runtime: Runtime, principal: Principal, session_id: str, 
         elif not (-180 <= ping.lon <= 180 and -90 <= ping.lat <= 90):
             rejected.append(_reject(i, "out_of_range", "lon must be in -180..180 and lat in -90..90"))
         elif ts > newest_allowed:
-            rejected.append(_reject(i, "in_future", f"more than {settings.max_clock_skew_s} s ahead of the server"))
+            rejected.append(
+                _reject(i, "in_future", f"more than {settings.max_clock_skew_s} s ahead of the server")
+            )
         elif ts < oldest_allowed:
             rejected.append(_reject(i, "too_old", f"older than {settings.max_ping_age_s} s"))
         else:
@@ -142,14 +155,25 @@ async def ingest_pings(runtime: Runtime, principal: Principal, session_id: str, 
             core = tuple(sorted(index.ids[f] for f in inside[n] if good and accuracy <= index.widths_m[f]))
             for poi in core:
                 dwell[poi] = index.sources[index.position[poi]].dwell_threshold_s
-            classified.append(ClassifiedPing(
-                ts=ts, night=night_of(batch.pings[i].timestamp), good=good, core=core,
-                near=tuple(sorted(index.ids[f] for f in near[n])),
-            ))
+            classified.append(
+                ClassifiedPing(
+                    ts=ts,
+                    night=night_of(batch.pings[i].timestamp),
+                    good=good,
+                    core=core,
+                    near=tuple(sorted(index.ids[f] for f in near[n])),
+                )
+            )
     try:
         outcome = await runtime.live.apply_pings(
-            session_id, principal.install_hash or "", principal.route_id, classified, dwell, now,
-            submitted=len(batch.pings), limits=runtime.ping_limits,
+            session_id,
+            principal.install_hash or "",
+            principal.route_id,
+            classified,
+            dwell,
+            now,
+            submitted=len(batch.pings),
+            limits=runtime.ping_limits,
         )
     except (SessionNotFound, SessionExpired):
         raise SessionGone("the session has ended or expired; start a new one", field="session_id") from None
@@ -164,13 +188,16 @@ async def ingest_pings(runtime: Runtime, principal: Principal, session_id: str, 
         if stops is not None:
             visited = [poi for poi in stops if poi in set(outcome.visited)]
             nxt = next((poi for poi in stops if poi not in set(outcome.visited)), None)
-            progress = RouteProgress(route_id=outcome.route_id, visited=visited, next_stop=nxt,
-                                     completed=nxt is None)
+            progress = RouteProgress(
+                route_id=outcome.route_id, visited=visited, next_stop=nxt, completed=nxt is None
+            )
     return PingResult(
         accepted=len(kept),
         late=outcome.late,
         rejected=rejected,
-        transitions=[Transition(type=t, poi_id=p, at=_iso(ts), reason=r) for t, p, ts, r in outcome.transitions],
+        transitions=[
+            Transition(type=t, poi_id=p, at=_iso(ts), reason=r) for t, p, ts, r in outcome.transitions
+        ],
         inside=outcome.inside,
         expires_at=_iso(outcome.expires),
         route=progress,
