@@ -128,7 +128,9 @@ def _bootstrap_embedded(settings: Settings, host: str, port: int) -> None:
     for path in (
         "/v1/pois?lon=120.6300&lat=31.3150&radius=800&lang=en",
         "/v1/geofences/containing?lon=120.6246&lat=31.3262",
+        "/v1/routes",
         "/ogc/collections",
+        "/ops  (the operators' console; log in as operator, then run `tourapi demo-traffic`)",
         "/schema",
         "/readyz",
     ):
