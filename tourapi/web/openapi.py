@@ -63,6 +63,8 @@ def document_problems(app: Litestar) -> None:
             if operation is None:
                 continue
             responses = operation.responses or {}
+            if method == "get":  # JSON GETs carry an ETag (web/etag.py or the handler's own version)
+                responses["304"] = OpenAPIResponse(description="Not Modified: If-None-Match matched the ETag")
             for code, description in ERRORS.items():
                 responses[str(code)] = OpenAPIResponse(description=description, content=content)
             operation.responses = responses
