@@ -237,6 +237,14 @@ def _internal(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     )
 
 
+def _database_error(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    # A driver error on a connection SQLAlchemy recognised as lost (e.g. the server shutting down
+    # mid-query) is an outage; any other database error is a bug.
+    if getattr(exc, "connection_invalidated", False):
+        return _database_down(request, exc)
+    return _internal(request, exc)
+
+
 # The one table: exception type -> handler. Litestar picks the most specific class.
 EXCEPTION_HANDLERS: dict[type[Exception], Any] = {
     ApiError: _api_error,
@@ -252,6 +260,7 @@ EXCEPTION_HANDLERS: dict[type[Exception], Any] = {
     sqlalchemy.exc.OperationalError: _database_down,
     sqlalchemy.exc.InterfaceError: _database_down,
     sqlalchemy.exc.TimeoutError: _database_down,
+    sqlalchemy.exc.DBAPIError: _database_error,
     ConnectionError: _database_down,  # refused, reset or aborted while connecting (the pool reconnects)
     ClientException: _http,
     NotAuthorizedException: _http,
