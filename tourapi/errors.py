@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import asyncpg.exceptions
 import redis.exceptions
 import sqlalchemy.exc
 from litestar import Request, Response
@@ -237,11 +238,24 @@ def _internal(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     )
 
 
+# Driver errors that mean "the database is going away or not there", raw or wrapped by SQLAlchemy.
+DATABASE_OUTAGES = (
+    ConnectionError,
+    asyncpg.exceptions.PostgresConnectionError,  # class 08: connection lost or refused
+    asyncpg.exceptions.OperatorInterventionError,  # class 57: shutting down, cannot connect now
+)
+
+
 def _database_error(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
-    # A driver error on a connection SQLAlchemy recognised as lost (e.g. the server shutting down
-    # mid-query) is an outage; any other database error is a bug.
-    if getattr(exc, "connection_invalidated", False):
-        return _database_down(request, exc)
+    # A driver error on a lost connection (e.g. the server shutting down mid-query) is an outage;
+    # any other database error is a bug.
+    cause: BaseException | None = exc
+    for _ in range(6):
+        if cause is None:
+            break
+        if isinstance(cause, DATABASE_OUTAGES) or getattr(cause, "connection_invalidated", False):
+            return _database_down(request, exc)
+        cause = getattr(cause, "orig", None) or cause.__cause__ or cause.__context__
     return _internal(request, exc)
 
 
@@ -261,7 +275,9 @@ EXCEPTION_HANDLERS: dict[type[Exception], Any] = {
     sqlalchemy.exc.InterfaceError: _database_down,
     sqlalchemy.exc.TimeoutError: _database_down,
     sqlalchemy.exc.DBAPIError: _database_error,
-    ConnectionError: _database_down,  # refused, reset or aborted while connecting (the pool reconnects)
+    ConnectionError: _database_down,
+    asyncpg.exceptions.PostgresConnectionError: _database_down,
+    asyncpg.exceptions.OperatorInterventionError: _database_down,  # refused, reset or aborted while connecting (the pool reconnects)
     ClientException: _http,
     NotAuthorizedException: _http,
     PermissionDeniedException: _http,
