@@ -341,3 +341,16 @@ async def test_deleting_a_poi_deletes_its_anchors(client, auth) -> None:
     deleted = {(c["entity"], c["id"]) for c in changes if c["op"] == "delete"}
     assert ("pois", "lion-grove-garden") in deleted
     assert {("anchors", a["id"]) for a in anchors} <= deleted
+
+
+async def test_patch_without_coordinates_ignores_their_crs(client, auth) -> None:
+    """Found by the fuzzer: a patch naming a crs but no geometry must keep the stored WGS-84 geometry."""
+    admin = await auth("admin")
+    before = (await client.get("/v1/pois/fenghuang-street")).json()
+    patched = await client.patch(
+        "/v1/pois/fenghuang-street", json={"capacity": 991, "crs": "gcj02"}, headers=admin
+    )
+    assert patched.status_code == 200, patched.text
+    after = (await client.get("/v1/pois/fenghuang-street")).json()
+    assert after["geometry"] == before["geometry"]
+    assert after["properties"]["capacity"] == 991

@@ -333,7 +333,9 @@ class PoiService:
             raise Unprocessable(
                 "send location too when patching geofence in a non-WGS84 crs", field="location"
             )
-        if crs is not Crs.WGS84:
+        if "location" not in merged and "geofence" not in merged:
+            crs = Crs.WGS84  # no coordinates in this patch: the stored WGS-84 ones stay as they are
+        elif crs is not Crs.WGS84:
             current.update({"location": merged.get("location"), "geofence": merged.get("geofence")})
         current.update(merged)
         current["crs"] = crs
