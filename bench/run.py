@@ -51,6 +51,12 @@ PERF_DOC = ROOT / "docs" / "performance.md"
 START, END = "<!-- bench:http:start -->", "<!-- bench:http:end -->"
 
 
+def private_redis(port: int, tmp: Path) -> Proc:
+    """A throw-away Redis on a loopback port: nothing saved, nothing shared with the machine's own."""
+    command = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+    return Proc(command, dict(os.environ), tmp / "redis.log")
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -552,21 +558,7 @@ async def main(args: argparse.Namespace) -> Run:
 
     tmp = Path(tempfile.mkdtemp(prefix="tourapi-bench-"))
     redis_port, base_port, api_port = free_port(), free_port(), free_port()
-    redis_proc = Proc(
-        [
-            "redis-server",
-            "--port",
-            str(redis_port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ],
-        dict(os.environ),
-        tmp / "redis.log",
-    )
+    redis_proc = private_redis(redis_port, tmp)
     redis_url = f"redis://127.0.0.1:{redis_port}/0"
     env = api_env(redis_url)
     procs = [redis_proc]

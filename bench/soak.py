@@ -44,6 +44,7 @@ from bench.run import (
     gather_fixtures,
     ping_body,
     prepare_database,
+    private_redis,
     rss_mb,
     wait_ready,
     write_requests,
@@ -149,21 +150,7 @@ def presence_matches_occupancy(redis_url: str, namespace: str) -> tuple[int, int
 async def main(args: argparse.Namespace) -> dict[str, Any]:
     tmp = Path(tempfile.mkdtemp(prefix="tourapi-soak-"))
     redis_port, api_port = free_port(), free_port()
-    redis_proc = Proc(
-        [
-            "redis-server",
-            "--port",
-            str(redis_port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ],
-        dict(os.environ),
-        tmp / "redis.log",
-    )
+    redis_proc = private_redis(redis_port, tmp)
     redis_url = f"redis://127.0.0.1:{redis_port}/0"
     env = api_env(redis_url)
     env["TOURAPI_SESSION_IDLE_S"] = str(SESSION_IDLE_S)

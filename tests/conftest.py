@@ -321,6 +321,21 @@ def settings_env(settings: Settings) -> dict[str, str]:
     return env
 
 
+async def wait_until_ready(url: str, process: Any, log_path: Path) -> None:
+    """Poll ``/readyz`` of a ``tourapi serve`` process for up to ~30 s; its log explains a failure."""
+    async with httpx.AsyncClient(timeout=2) as http:
+        for _ in range(300):
+            if process.poll() is not None:
+                raise RuntimeError(log_path.read_text())
+            try:
+                if (await http.get(f"{url}/readyz")).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            await asyncio.sleep(0.1)
+    raise RuntimeError("tourapi serve did not become ready:\n" + log_path.read_text())
+
+
 @pytest.fixture
 async def served(settings: Settings, tmp_path: Path) -> AsyncIterator[str]:
     """``tourapi serve`` in its own process (granian), on this test's database copy. Yields the base URL."""
@@ -338,20 +353,7 @@ async def served(settings: Settings, tmp_path: Path) -> AsyncIterator[str]:
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        async with httpx.AsyncClient(timeout=2) as http:
-            for _ in range(300):
-                if process.poll() is not None:
-                    raise RuntimeError((tmp_path / "serve.log").read_text())
-                try:
-                    if (await http.get(f"{url}/readyz")).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                await asyncio.sleep(0.1)
-            else:
-                raise RuntimeError(
-                    "tourapi serve did not become ready:\n" + (tmp_path / "serve.log").read_text()
-                )
+        await wait_until_ready(url, process, tmp_path / "serve.log")
         yield url
     finally:
         process.terminate()

@@ -36,6 +36,7 @@ from conftest import (
     make_settings,
     settings_env,
     token_for,
+    wait_until_ready,
 )
 from test_sessions import CENTRE, LION, away, ping, send, start
 
@@ -106,20 +107,7 @@ async def server(database: str, tmp_path: Path) -> AsyncIterator[Server]:
     process, log = spawn(["--port", str(port), "--workers", "2"], settings_env(settings), tmp_path)
     url = f"http://127.0.0.1:{port}"
     try:
-        async with httpx.AsyncClient(timeout=2) as http:
-            for _ in range(300):
-                if process.poll() is not None:
-                    raise RuntimeError((tmp_path / "serve.log").read_text())
-                try:
-                    if (await http.get(f"{url}/readyz")).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                await asyncio.sleep(0.1)
-            else:
-                raise RuntimeError(
-                    "tourapi serve did not become ready:\n" + (tmp_path / "serve.log").read_text()
-                )
+        await wait_until_ready(url, process, tmp_path / "serve.log")
         server = Server(url, port, process)
         for _ in range(100):
             if len(server.workers()) == 2:

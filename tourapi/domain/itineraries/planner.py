@@ -868,6 +868,39 @@ def _itinerary(prep: Prepared, forecast: Forecast, sol: Solution, by_id: dict[st
         else:
             runs.append([(v, c)])
 
+    def sail(boarding: tuple[Cand, datetime, datetime], next_poi: str | None) -> bool:
+        """The boat leg, then a landing stop unless the boat lands at the next venue (True if it did not)."""
+        boat, departs, lands = boarding
+        assert boat.line is not None
+        dest = boat.line.dest_id
+        add_leg(
+            "boat",
+            dest,
+            dest,
+            departs,
+            lands,
+            boat.line.cruise_minutes * 60,
+            boat.line.distance_m,
+            boat.line.distance_source,
+            True,
+        )
+        if dest == next_poi:
+            return False
+        dv = cat.venues[dest]
+        add_stop(
+            dest,
+            dest,
+            _name(dv, inp.chain),
+            lands,
+            lands,
+            lands,
+            0,
+            None,
+            [],
+            {"kind": "landing", "category": dv.category},
+        )
+        return True
+
     pending: tuple[Cand, datetime, datetime] | None = None  # a boat: (node, departs, lands)
     for run in runs:
         first_v, first = run[0]
@@ -875,34 +908,7 @@ def _itinerary(prep: Prepared, forecast: Forecast, sol: Solution, by_id: dict[st
         venue = cat.venues[poi]
         arrival = at(first_v.arrival)
         if pending is not None:
-            boat, departs, lands = pending
-            assert boat.line is not None
-            dest = boat.line.dest_id
-            add_leg(
-                "boat",
-                dest,
-                dest,
-                departs,
-                lands,
-                boat.line.cruise_minutes * 60,
-                boat.line.distance_m,
-                boat.line.distance_source,
-                True,
-            )
-            if dest != poi:
-                dv = cat.venues[dest]
-                add_stop(
-                    dest,
-                    dest,
-                    _name(dv, inp.chain),
-                    lands,
-                    lands,
-                    lands,
-                    0,
-                    None,
-                    [],
-                    {"kind": "landing", "category": dv.category},
-                )
+            if sail(pending, poi):
                 walk_leg(poi, poi, arrival)
             pending = None
         else:
@@ -968,33 +974,7 @@ def _itinerary(prep: Prepared, forecast: Forecast, sol: Solution, by_id: dict[st
                 )
             )
     if pending is not None:
-        boat, departs, lands = pending
-        assert boat.line is not None
-        dest = boat.line.dest_id
-        add_leg(
-            "boat",
-            dest,
-            dest,
-            departs,
-            lands,
-            boat.line.cruise_minutes * 60,
-            boat.line.distance_m,
-            boat.line.distance_source,
-            True,
-        )
-        dv = cat.venues[dest]
-        add_stop(
-            dest,
-            dest,
-            _name(dv, inp.chain),
-            lands,
-            lands,
-            lands,
-            0,
-            None,
-            [],
-            {"kind": "landing", "category": dv.category},
-        )
+        sail(pending, None)
     if inp.end is not None:
         end_at = at(sol.end_arrival)
         end_name = pick(PLACE_NAMES["end"], inp.chain)[0] or "End"
