@@ -43,14 +43,14 @@ from tourapi.domain.routes.controllers import RouteController, RouteManageContro
 from tourapi.domain.sessions.controllers import CrowdController, PrivacyController, SessionController
 from tourapi.domain.sync.controllers import SyncController
 from tourapi.errors import EXCEPTION_HANDLERS
-from tourapi.logs import RequestIdMiddleware, configure_logging
+from tourapi.logs import configure_logging
 from tourapi.observability.plugin import ObservabilityPlugin
 from tourapi.runtime import Runtime
 from tourapi.security.tokens import OPENAPI_PATH
 from tourapi.settings import Settings
+from tourapi.web.edge import EdgeMiddleware
 from tourapi.web.etag import ETagMiddleware
 from tourapi.web.openapi import document_problems
-from tourapi.web.security_headers import SecurityHeadersMiddleware
 
 ROUTE_HANDLERS: list[Any] = [
     healthz,
@@ -108,7 +108,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Litestar:
         on_app_init=[runtime.jwt.on_app_init],
         lifespan=[lifespan],
         exception_handlers=EXCEPTION_HANDLERS,
-        middleware=[RequestIdMiddleware, SecurityHeadersMiddleware, DefineMiddleware(ETagMiddleware)],
+        middleware=[EdgeMiddleware, DefineMiddleware(ETagMiddleware)],
         compression_config=CompressionConfig(
             backend="gzip", minimum_size=1024, gzip_compress_level=6, exclude=UNCOMPRESSED_PATHS
         ),

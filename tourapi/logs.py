@@ -9,25 +9,22 @@ from __future__ import annotations
 
 import logging
 import re
-import secrets
 import sys
-import time
 from typing import Any
 
 import structlog
-from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from tourapi.settings import Settings
 
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{6,64}$")
 _SECRETS = (
     # SQLAlchemy appends "[parameters: (...)]" (one line) to statement errors: bound values, e.g. positions.
     (re.compile(r"\[parameters: [^\n]*"), "[parameters: <redacted>]"),
     (re.compile(r"(?i)\bbearer\s+[A-Za-z0-9._~+/=-]+"), "Bearer <redacted>"),
     (re.compile(r"\beyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*"), "<jwt redacted>"),
 )
+# One access line per request, written by tourapi.web.edge.EdgeMiddleware.
 access_log = structlog.get_logger("tourapi.access")
-_access_logger = logging.getLogger("tourapi.access")
+access_logger = logging.getLogger("tourapi.access")
 
 
 def configure_logging(settings: Settings) -> None:
@@ -75,43 +72,3 @@ def redact_secrets(_logger: Any, _method: str, event_dict: dict[str, Any]) -> di
                 value = pattern.sub(replacement, value)
             event_dict[key] = value
     return event_dict
-
-
-class RequestIdMiddleware:
-    """Takes X-Request-ID from the client (if sane) or makes one; echoes it; logs one access line."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        incoming = next((v for k, v in scope["headers"] if k == b"x-request-id"), b"").decode("latin-1")
-        request_id = incoming if _REQUEST_ID.match(incoming) else secrets.token_hex(8)
-        structlog.contextvars.clear_contextvars()
-        structlog.contextvars.bind_contextvars(request_id=request_id)
-        started = time.perf_counter()
-        status = 500
-
-        async def send_with_id(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-                message["headers"] = [*message.get("headers", []), (b"x-request-id", request_id.encode())]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_with_id)
-        finally:
-            # Cheap level check first: structlog would run its whole processor chain (time stamp,
-            # context merge) before the stdlib logger drops the line.
-            if _access_logger.isEnabledFor(logging.INFO):
-                route = scope.get("path_template") or scope.get("path", "")
-                access_log.info(
-                    "request",
-                    method=scope["method"],
-                    route=route,
-                    status=status,
-                    ms=round((time.perf_counter() - started) * 1000, 2),
-                )

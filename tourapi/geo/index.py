@@ -100,24 +100,32 @@ class GeofenceIndex:
         return sorted(self.ids[i] for i in hits.tolist())
 
     def classify(self, lons: np.ndarray, lats: np.ndarray) -> tuple[list[set[int]], list[set[int]]]:
-        """For a batch of points: fence indices strictly inside, and inside the widened fence."""
-        lons, lats = np.asarray(lons, float), np.asarray(lats, float)
-        inside = self._hits(self._fence_tree, self.fences, lons, lats)
-        near = self._hits(self._outer_tree, self.outer, lons, lats)
-        return inside, near
+        """For a batch of points: fence indices strictly inside, and inside the widened fence.
 
-    def _hits(self, tree: STRtree, geoms: np.ndarray, lons: np.ndarray, lats: np.ndarray) -> list[set[int]]:
-        """Per point, the indices of ``geoms`` that intersect it: the tree's bounding-box query for all
-        points at once, then the exact test on the (prepared) candidates with ``intersects_xy``, which
+        One bounding-box query against the widened fences serves both answers (a fence lies inside its
+        widened fence), then the exact tests on the (prepared) candidates with ``intersects_xy``, which
         needs no Point objects."""
-        out: list[set[int]] = [set() for _ in range(len(lons))]
+        lons, lats = np.asarray(lons, float), np.asarray(lats, float)
+        inside: list[set[int]] = [set() for _ in range(len(lons))]
+        near: list[set[int]] = [set() for _ in range(len(lons))]
         if not len(self.ids) or not len(lons):
-            return out
-        points, fences = tree.query(shapely.points(lons, lats))
-        keep = shapely.intersects_xy(geoms[fences], lons[points], lats[points])
-        for p, f in zip(points[keep].tolist(), fences[keep].tolist()):
-            out[p].add(f)
-        return out
+            return inside, near
+        points, fences = self._outer_tree.query(shapely.points(lons, lats))
+        if not len(points):
+            return inside, near
+        lons, lats = lons[points], lats[points]
+        in_outer = shapely.intersects_xy(self.outer[fences], lons, lats)
+        points, fences, lons, lats = points[in_outer], fences[in_outer], lons[in_outer], lats[in_outer]
+        in_fence = (
+            shapely.intersects_xy(self.fences[fences], lons, lats)
+            if self.margin_m
+            else np.ones(len(points), bool)
+        )
+        for p, f, core in zip(points.tolist(), fences.tolist(), in_fence.tolist()):
+            near[p].add(f)
+            if core:
+                inside[p].add(f)
+        return inside, near
 
     def nearest_circles(self, lon: float, lat: float) -> list[Circle]:
         """Every fence as its minimum enclosing circle, nearest edge first."""

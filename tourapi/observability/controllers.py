@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from litestar import Controller, Response, get
 
@@ -12,19 +12,13 @@ from tourapi.security.policies import Policy, access
 from tourapi.web.deps import Dep
 
 
-def _scrape_access() -> dict[str, Any]:
-    kwargs = access(Policy.OPERATOR)
-    kwargs["opt"][metrics.SCRAPE_OPT] = True  # the one route a scrape token may call
-    return kwargs
-
-
 class MetricsController(Controller):
     path = metrics.METRICS_PATH
     tags: ClassVar[list[str]] = ["Operations"]
 
     @get(
         "/",
-        **_scrape_access(),
+        **access(Policy.OPERATOR, metrics_scrape=True),  # the one route a scrape token may call
         media_type=metrics.CONTENT_TYPE,
         summary="Prometheus metrics (an operator's token, or a scrape token from `tourapi metrics-token`)",
     )

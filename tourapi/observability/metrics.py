@@ -1,10 +1,10 @@
 """Prometheus metrics: HTTP metrics with bounded labels, ping counters, and business gauges.
 
 * HTTP (``tourapi_requests_total``, ``tourapi_request_duration_seconds``, ``tourapi_requests_in_progress``,
-  ``tourapi_requests_error_total``): Litestar's PrometheusMiddleware with ``group_path=True``, so the
-  ``path`` label is the route template (``/v1/sessions/{session_id:str}/pings``), never a raw path.
-  Requests for unknown paths are answered by the router before any middleware and are not counted,
-  so label values are bounded by the number of routes. ``/metrics`` itself is excluded.
+  ``tourapi_requests_error_total``): counted by tourapi.web.edge.EdgeMiddleware; the ``path`` label is
+  the route template (``/v1/sessions/{session_id}/pings``), never a raw path. Requests for unknown
+  paths are answered by the router before any middleware and are not counted, so label values are
+  bounded by the number of routes. ``/metrics`` itself is excluded.
 * Pings (``tourapi_pings_processed_total{result}``): counted in the request path by each worker
   process; in multiprocess mode (``tourapi serve --workers N``) /metrics adds up every worker's files.
 * Business gauges: computed when /metrics is scraped, from the state every worker shares (Redis
@@ -21,11 +21,15 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from litestar import Response
-from litestar.connection import ASGIConnection
-from litestar.exceptions import PermissionDeniedException
-from litestar.handlers import BaseRouteHandler
-from litestar.plugins.prometheus import PrometheusConfig
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, generate_latest, multiprocess
+from prometheus_client import (
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from sqlalchemy import func, select
@@ -35,6 +39,7 @@ from tourapi.domain.live import services as live_services
 from tourapi.domain.sessions.schemas import PingResult
 from tourapi.live.crowd import LEVELS
 from tourapi.observability.multiproc import multiprocess_dir
+from tourapi.security.policies import SCRAPE_SCOPE
 from tourapi.security.principal import Role
 from tourapi.security.tokens import issue_token
 
@@ -48,6 +53,17 @@ METRICS_PATH = "/metrics"
 SOURCE_TIMEOUT_S = 3.0  # a scrape must answer even when Redis or the database hangs
 ALERT_LEVELS = LEVELS[1:]  # alerts are raised at busy, crowded and full
 
+APP_NAME = "tourapi"
+_HTTP_LABELS = ["method", "path", "status_code", "app_name"]
+REQUESTS = Counter("tourapi_requests_total", "Total requests", _HTTP_LABELS)
+ERRORS = Counter("tourapi_requests_error_total", "Total errors in requests", _HTTP_LABELS)
+DURATION = Histogram("tourapi_request_duration_seconds", "Request duration, in seconds", _HTTP_LABELS)
+IN_PROGRESS = Gauge(
+    "tourapi_requests_in_progress",
+    "Total requests currently in progress",
+    ["method", "path", "app_name"],
+    multiprocess_mode="livesum",
+)
 PINGS_PROCESSED = Counter(
     "tourapi_pings_processed",
     "Location pings received on POST /v1/sessions/{id}/pings, by result (accepted or rejected). "
@@ -56,15 +72,6 @@ PINGS_PROCESSED = Counter(
 )
 for _result in ("accepted", "rejected"):
     PINGS_PROCESSED.labels(_result)  # present (at 0) before the first ping
-
-
-def prometheus_config() -> PrometheusConfig:
-    return PrometheusConfig(
-        app_name="tourapi",
-        prefix="tourapi",
-        group_path=True,
-        exclude=[f"^{METRICS_PATH}$"],
-    )
 
 
 async def count_pings(response: Response[Any]) -> Response[Any]:
@@ -81,10 +88,7 @@ async def count_pings(response: Response[Any]) -> Response[Any]:
 # ---- who may scrape --------------------------------------------------------------------------------------
 # /metrics has the OPERATOR policy: the live numbers are the operators' (like /v1/live). Prometheus cannot
 # renew short-lived login tokens, so `tourapi metrics-token` mints a long-lived access token with the
-# scope "metrics"; the app-level guard below makes such a token useless anywhere but GET /metrics.
-
-SCRAPE_SCOPE = "metrics"
-SCRAPE_OPT = "metrics_scrape"  # route option of the one handler a scrape token may call
+# scope "metrics"; the policy guard makes such a token useless anywhere but GET /metrics.
 
 
 def mint_scrape_token(runtime: Runtime, days: int) -> tuple[str, datetime]:
@@ -98,18 +102,6 @@ def mint_scrape_token(runtime: Runtime, days: int) -> tuple[str, datetime]:
         name="metrics-scraper",
         scope=SCRAPE_SCOPE,
     )
-
-
-async def scrape_token_only_for_metrics(
-    connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler
-) -> None:
-    """App-level guard: a scrape token opens /metrics and nothing else.
-
-    Async on purpose: Litestar runs a sync guard in a worker thread, and this one runs on every request.
-    """
-    extras = getattr(connection.scope.get("auth"), "extras", None)
-    if isinstance(extras, dict) and extras.get("scope") == SCRAPE_SCOPE and not handler.opt.get(SCRAPE_OPT):
-        raise PermissionDeniedException("a metrics scrape token is only valid for GET /metrics")
 
 
 # ---- business gauges, computed at scrape time ----------------------------------------------------------------

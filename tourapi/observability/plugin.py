@@ -12,8 +12,7 @@ from tourapi.observability.controllers import MetricsController
 
 
 class ObservabilityPlugin(InitPlugin):
-    """Adds /metrics, the HTTP metrics middleware, the ping counter and the scrape-token guard; keeps the
-    app's log setup.
+    """Adds /metrics and the ping counter; keeps the app's log setup.
 
     ``logging_config`` is set to None: Litestar's default logging config would replace the root
     logger's handler (configured by tourapi.logs.configure_logging) with its own plain-text one,
@@ -22,9 +21,7 @@ class ObservabilityPlugin(InitPlugin):
 
     def on_app_init(self, app_config: AppConfig) -> AppConfig:
         app_config.route_handlers.append(MetricsController)
-        app_config.middleware.append(metrics.prometheus_config().middleware)
         app_config.after_request = _chain(app_config.after_request, metrics.count_pings)
-        app_config.guards.append(metrics.scrape_token_only_for_metrics)
         app_config.on_shutdown.append(metrics.mark_worker_dead)
         app_config.logging_config = None
         return app_config

@@ -28,6 +28,11 @@ class Policy(StrEnum):
     ADMIN = "admin"
 
 
+# /metrics has the OPERATOR policy, but Prometheus cannot renew short-lived login tokens: `tourapi
+# metrics-token` mints a long-lived operator token with this scope, which opens only the handlers
+# declared with ``access(..., metrics_scrape=True)`` (GET /metrics).
+SCRAPE_SCOPE = "metrics"
+
 ALLOWED_ROLES: dict[Policy, frozenset[Role]] = {
     Policy.PUBLIC: frozenset(Role),
     Policy.VISITOR: frozenset({Role.VISITOR}),
@@ -39,16 +44,19 @@ ALLOWED_ROLES: dict[Policy, frozenset[Role]] = {
 }
 
 
-def _guard_for(policy: Policy, venue_param: str | None) -> Any:
+def _guard_for(policy: Policy, venue_param: str | None, metrics_scrape: bool) -> Any:
     allowed = ALLOWED_ROLES[policy]
 
-    # async: Litestar runs a sync guard in the thread pool, a thread hop on every request.
+    # One guard per handler, and async: Litestar copies the handler for every guard it calls, and runs
+    # a sync guard in the thread pool (a thread hop on every request).
     async def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
         principal = connection.scope.get("user")
         if not isinstance(principal, Principal) or principal.role not in allowed:
             raise PermissionDeniedException(
                 f"this endpoint needs one of the roles: {', '.join(sorted(allowed))}"
             )
+        if principal.scope == SCRAPE_SCOPE and not metrics_scrape:
+            raise PermissionDeniedException("a metrics scrape token is only valid for GET /metrics")
         if policy is Policy.VISITOR:
             session_id = connection.path_params.get("session_id")
             if session_id is not None and session_id != principal.session_id:
@@ -62,7 +70,7 @@ def _guard_for(policy: Policy, venue_param: str | None) -> Any:
     return guard
 
 
-def access(policy: Policy, *, venue_param: str | None = None) -> dict[str, Any]:
+def access(policy: Policy, *, venue_param: str | None = None, metrics_scrape: bool = False) -> dict[str, Any]:
     """Keyword arguments for a route decorator: ``@get("/x", **access(Policy.OPERATOR))``."""
     opt: dict[str, Any] = {"policy": policy}
     if policy is Policy.PUBLIC:
@@ -70,4 +78,4 @@ def access(policy: Policy, *, venue_param: str | None = None) -> dict[str, Any]:
         return {"opt": opt}
     if venue_param:
         opt["venue_param"] = venue_param
-    return {"opt": opt, "guards": [_guard_for(policy, venue_param)]}
+    return {"opt": opt, "guards": [_guard_for(policy, venue_param, metrics_scrape)]}

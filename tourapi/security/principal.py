@@ -25,6 +25,7 @@ class Principal:
     session_id: str | None = None
     route_id: str | None = None  # the route a visitor session follows
     install_hash: str | None = None  # keyed hash of the visitor's install id (never the id itself)
+    scope: str | None = None  # a narrowed access token, e.g. "metrics" (tourapi.security.policies)
 
     @property
     def is_admin(self) -> bool:

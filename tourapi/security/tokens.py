@@ -22,16 +22,68 @@ from tourapi.security.principal import Principal, Role
 ALGORITHM = "HS256"
 OPENAPI_PATH = "/schema"
 AUDIENCE = "tourapi"
-# Verified payloads by token string: phones send the same session token with every
-# ping, and signature checks were ~14 % of a ping's CPU. The key is looked up on every request, so a
+# Verified tokens by token string: phones send the same session token with every ping, and the
+# signature and claims checks were ~14 % of a ping's CPU. The key is looked up on every hit, so a
 # retired key still refuses its tokens at once; expiry is rechecked on every hit.
 VERIFIED_CACHE_SIZE = 10_000
 
 
 def make_token_class(keyring: Keyring) -> type[Token]:
-    verified: dict[str, tuple[str | None, bytes, tuple[str, str, str], dict[str, Any]]] = {}
+    verified: dict[str, tuple[str | None, bytes, tuple[Any, ...], float, Token]] = {}
 
     class KeyedToken(Token):
+        @classmethod
+        def decode(  # type: ignore[override]
+            cls,
+            encoded_token: str,
+            secret: str,
+            algorithm: str,
+            audience: Any = None,
+            issuer: Any = None,
+            require_claims: Any = None,
+            verify_exp: bool = True,
+            verify_nbf: bool = True,
+            strict_audience: bool = False,
+        ) -> Token:
+            context = (
+                repr(audience),
+                repr(issuer),
+                repr(require_claims),
+                verify_exp,
+                verify_nbf,
+                strict_audience,
+            )
+            hit = verified.get(encoded_token)
+            if hit is not None:
+                kid, key, hit_context, expires, token = hit
+                try:
+                    still_valid = keyring.verifier("jwt", kid) == key  # a retired key refuses at once
+                except UnknownKey:
+                    still_valid = False
+                if still_valid and hit_context == context and expires > time.time():
+                    return token
+            token = super().decode(
+                encoded_token,
+                secret,
+                algorithm,
+                audience=audience,
+                issuer=issuer,
+                require_claims=require_claims,
+                verify_exp=verify_exp,
+                verify_nbf=verify_nbf,
+                strict_audience=strict_audience,
+            )
+            # Verified with the key of this kid (decode_payload accepts no other), so cache under it.
+            kid = jwt.get_unverified_header(encoded_token).get("kid")
+            try:
+                key = keyring.verifier("jwt", kid)
+            except UnknownKey:  # retired since the check a moment ago: valid for this request only
+                return token
+            if len(verified) >= VERIFIED_CACHE_SIZE:
+                verified.clear()
+            verified[encoded_token] = (kid, key, context, token.exp.timestamp(), token)
+            return token
+
         @classmethod
         def decode_payload(
             cls,
@@ -42,22 +94,12 @@ def make_token_class(keyring: Keyring) -> type[Token]:
             audience: Any = None,
             options: Any = None,
         ) -> Any:
-            context = (repr(issuer), repr(audience), repr(options))
-            hit = verified.get(encoded_token)
-            if hit is not None:
-                kid, key, hit_context, payload = hit
-                try:
-                    still_valid = keyring.verifier("jwt", kid) == key  # a retired key refuses at once
-                except UnknownKey:
-                    still_valid = False
-                if still_valid and hit_context == context and payload.get("exp", 0) > time.time():
-                    return dict(payload)  # Token.decode pops from it
             kid = jwt.get_unverified_header(encoded_token).get("kid")
             try:
                 key = keyring.verifier("jwt", kid)
             except UnknownKey as exc:
                 raise jwt.InvalidTokenError(str(exc)) from None
-            payload = jwt.decode(
+            return jwt.decode(
                 encoded_token,
                 key=key,
                 algorithms=[ALGORITHM],
@@ -65,10 +107,6 @@ def make_token_class(keyring: Keyring) -> type[Token]:
                 audience=audience,
                 options=options,
             )
-            if len(verified) >= VERIFIED_CACHE_SIZE:
-                verified.clear()
-            verified[encoded_token] = (kid, key, context, dict(payload))
-            return payload
 
         def encode(self, secret: str, algorithm: str) -> str:
             kid, key = keyring.signer("jwt")
@@ -94,6 +132,7 @@ def principal_from_token(token: Token) -> Principal | None:
             role=role,
             username=extras.get("name"),
             venues=frozenset(extras.get("venues", ())),
+            scope=extras.get("scope"),
         )
     if typ == "session" and token.sub.startswith("session:"):
         return Principal(
