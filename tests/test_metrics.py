@@ -117,6 +117,22 @@ async def test_http_metrics_label_route_templates_not_raw_paths(client, scrape) 
     assert "/metrics" not in paths  # the scrape itself is not counted
 
 
+async def test_refused_tokens_get_request_ids_headers_and_are_counted(client, scrape) -> None:
+    """JWT auth refuses before any handler runs; the edge middleware sits outside it."""
+    before = await scrape()
+    refused = await client.get("/v1/live/summary", headers={"X-Request-ID": "refused-by-auth-01"})
+    assert refused.status_code == 401
+    assert refused.headers["content-type"].startswith("application/problem+json")
+    assert refused.headers["x-request-id"] == "refused-by-auth-01"
+    assert refused.headers["x-content-type-options"] == "nosniff"
+    after = await scrape()
+    labels = {"method": "GET", "path": "/v1/live/summary", "app_name": "tourapi", "status_code": "401"}
+    assert (
+        value(after, "tourapi_requests_total", **labels) - value(before, "tourapi_requests_total", **labels)
+        == 1
+    )
+
+
 async def test_business_gauges_follow_the_live_state(client, runtime, auth, scrape) -> None:
     before = await scrape()
     admin = await auth("admin")

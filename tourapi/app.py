@@ -48,7 +48,6 @@ from tourapi.observability.plugin import ObservabilityPlugin
 from tourapi.runtime import Runtime
 from tourapi.security.tokens import OPENAPI_PATH
 from tourapi.settings import Settings
-from tourapi.web.edge import EdgeMiddleware
 from tourapi.web.etag import ETagMiddleware
 from tourapi.web.openapi import document_problems
 
@@ -108,7 +107,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Litestar:
         on_app_init=[runtime.jwt.on_app_init],
         lifespan=[lifespan],
         exception_handlers=EXCEPTION_HANDLERS,
-        middleware=[EdgeMiddleware, DefineMiddleware(ETagMiddleware)],
+        middleware=[DefineMiddleware(ETagMiddleware)],
         compression_config=CompressionConfig(
             backend="gzip", minimum_size=1024, gzip_compress_level=6, exclude=UNCOMPRESSED_PATHS
         ),

@@ -23,6 +23,7 @@ import time
 from typing import Any
 
 import structlog
+from litestar.middleware._internal.exceptions import ExceptionHandlerMiddleware
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from tourapi.logs import access_log, access_logger
@@ -72,8 +73,13 @@ def _with_security_headers(headers: list[tuple[bytes, bytes]], media: bool) -> l
 
 
 class EdgeMiddleware:
+    """Outermost of the app's middlewares (tourapi.observability.plugin puts it before JWT auth), so a
+    401 gets its request id, headers, metrics and log line too. Errors raised by the middlewares inside
+    it are turned into problem responses here, as Litestar does around each handler: otherwise the
+    app-level handler would answer them with the server's own ``send``, past this wrapper."""
+
     def __init__(self, app: ASGIApp) -> None:
-        self.app = app
+        self.app = ExceptionHandlerMiddleware(app=app, debug=None)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
