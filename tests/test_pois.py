@@ -354,3 +354,24 @@ async def test_patch_without_coordinates_ignores_their_crs(client, auth) -> None
     after = (await client.get("/v1/pois/fenghuang-street")).json()
     assert after["geometry"] == before["geometry"]
     assert after["properties"]["capacity"] == 991
+
+
+async def test_patch_with_malformed_coordinates_in_another_crs_is_a_422(client, auth) -> None:
+    """Found by the fuzzer: coordinates that are not numbers, in gcj02, were a 500."""
+    admin = await auth("admin")
+    before = (await client.get("/v1/pois/fenghuang-street")).json()
+    bad = {"type": "Point", "coordinates": [[[-2.5e16, ""]], [-2.5e16, "", ""]]}
+    patched = await client.patch(
+        "/v1/pois/fenghuang-street", json={"crs": "gcj02", "location": bad, "capacity": 3538}, headers=admin
+    )
+    assert patched.status_code == 422, patched.text
+    assert patched.headers["content-type"].startswith("application/problem+json")
+    assert "geofence" in patched.text  # the stored WGS-84 geofence cannot be read as gcj02
+    both = {"crs": "gcj02", "location": bad, "geofence": bad}
+    patched = await client.patch("/v1/pois/fenghuang-street", json=both, headers=admin)
+    assert patched.status_code == 422, patched.text
+    after = (await client.get("/v1/pois/fenghuang-street")).json()
+    assert (
+        after["geometry"] == before["geometry"]
+        and after["properties"]["capacity"] == before["properties"]["capacity"]
+    )

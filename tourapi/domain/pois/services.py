@@ -329,10 +329,10 @@ class PoiService:
         merged = {k: v for k, v in msgspec.structs.asdict(data).items() if v is not msgspec.UNSET}
         crs = merged.pop("crs", Crs.WGS84)
         current = _current_as_write(poi)
-        if "location" not in merged and "geofence" in merged and crs is not Crs.WGS84:
-            raise Unprocessable(
-                "send location too when patching geofence in a non-WGS84 crs", field="location"
-            )
+        if crs is not Crs.WGS84 and ("location" in merged) != ("geofence" in merged):
+            # The stored half is WGS-84 and cannot be read in the request's crs.
+            given, missing = ("location", "geofence") if "location" in merged else ("geofence", "location")
+            raise Unprocessable(f"send {missing} too when patching {given} in a non-WGS84 crs", field=missing)
         if "location" not in merged and "geofence" not in merged:
             crs = Crs.WGS84  # no coordinates in this patch: the stored WGS-84 ones stay as they are
         elif crs is not Crs.WGS84:
