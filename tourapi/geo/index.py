@@ -111,8 +111,6 @@ class GeofenceIndex:
         if not len(self.ids) or not len(lons):
             return inside, near
         points, fences = self._outer_tree.query(shapely.points(lons, lats))
-        if not len(points):
-            return inside, near
         lons, lats = lons[points], lats[points]
         in_outer = shapely.intersects_xy(self.outer[fences], lons, lats)
         points, fences, lons, lats = points[in_outer], fences[in_outer], lons[in_outer], lats[in_outer]
