@@ -45,6 +45,7 @@ WALK_MPS = (1.0, 1.4)
 TAXI_AFTER_M = 1500.0
 TAXI_MPS = 7.0
 CHECKIN_CHANCE = 0.55
+CHECKIN_FIX_ACCURACY_M = 30.0  # the app waits for a fix this good before it sends a check-in
 ROUTE_SHARE = 0.6
 AUDIENCE_SHARE = 0.45  # at most this share of the visitors go to the hotspot's performance
 AUDIENCE_FILL = 0.95  # the performance fills the hotspot to this share of its capacity
@@ -478,6 +479,8 @@ class Demo:
         self, sid: str, headers: dict[str, str], venue: Venue, where: tuple[float, float]
     ) -> None:
         lon, lat, accuracy = gps_fix(self.rng, where, indoors=True)
+        while accuracy > CHECKIN_FIX_ACCURACY_M:  # honest: a poor fix's error is as large as it says
+            lon, lat, accuracy = gps_fix(self.rng, where, indoors=True)
         response = await self.request(
             "POST",
             "/v1/checkins",
@@ -486,7 +489,7 @@ class Demo:
                 "token": self.rng.choice(venue.posters),
                 "lon": lon,
                 "lat": lat,
-                "accuracy": min(accuracy, 30.0),
+                "accuracy": accuracy,
                 "poi_id": venue.id,
             },
             headers={**headers, "Idempotency-Key": uuid.uuid4().hex},
