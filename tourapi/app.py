@@ -48,6 +48,7 @@ from tourapi.observability.plugin import ObservabilityPlugin
 from tourapi.runtime import Runtime
 from tourapi.security.tokens import OPENAPI_PATH
 from tourapi.settings import Settings
+from tourapi.web.deps import resolve_dependencies_in_order
 from tourapi.web.etag import ETagMiddleware
 from tourapi.web.openapi import document_problems
 
@@ -141,4 +142,5 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Litestar:
         debug=False,
     )
     document_problems(app)
+    resolve_dependencies_in_order(app)
     return app
