@@ -178,7 +178,12 @@ async def test_first_checkin_is_201_repeats_are_200_with_the_same_record(client,
     counters = (await runtime.live.night_counters(night))[NETS]
     assert counters["checkins"] == 2 and counters["unique"] == 2
     assert await checkpoint_counter(runtime, night, NETS, gate["id"]) == 2
+    # One commit per check-in: the repair job flags the rows later, and finds nothing left to count.
+    assert await db_count(runtime, Checkin.counted.is_(False)) == 2
+    assert await repair_uncounted(runtime, force=True, grace_s=0) == 0
     assert await db_count(runtime, Checkin.counted.is_(True)) == 2
+    counters = (await runtime.live.night_counters(night))[NETS]
+    assert counters["checkins"] == 2 and counters["unique"] == 2
 
 
 async def test_visitor_token_is_stored_not_the_install(client, auth, runtime) -> None:
@@ -687,6 +692,26 @@ async def test_redis_failing_between_commit_and_count(client, auth, runtime, mon
     # Only the live-state leader runs the job on its own.
     runtime.jobs.is_leader = False
     assert await repair_uncounted(runtime, grace_s=0) == 0
+
+
+async def test_a_count_whose_answer_was_lost_is_not_counted_again(client, auth, runtime, monkeypatch) -> None:
+    """Redis ran the counting script but the reply never arrived: the repair job must not count it twice."""
+    gate = (await checkpoints(client, auth, LION))[0]
+    sid, headers = await start(client)
+    count = runtime.live.record_checkin
+
+    async def reply_lost(*args, **kwargs):
+        await count(*args, **kwargs)
+        raise redis.exceptions.TimeoutError("Timeout reading from socket")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(runtime.live, "record_checkin", reply_lost)
+        await check_in(client, sid, headers, token=token_of(gate), expect=201)
+    night = night_of(datetime.now(UTC))
+    assert (await runtime.live.night_counters(night))[LION]["checkins"] == 1
+    assert await repair_uncounted(runtime, force=True, grace_s=0) == 0
+    assert (await runtime.live.night_counters(night))[LION]["checkins"] == 1
+    assert await db_count(runtime, Checkin.counted.is_(False)) == 0
 
 
 async def test_manual_code_during_redis_outage_is_a_retryable_503(client, auth, runtime, monkeypatch) -> None:

@@ -23,7 +23,14 @@ from tourapi.domain.routes.schedule import EventSpec, LegSpec, StopSpec, build_i
 from tourapi.geo.crs import Crs, geometry_from_wgs84, geometry_to_wgs84
 from tourapi.geo.geometry import haversine_m
 from tourapi.itineraries.solver import Instance, Node, check_feasible, schedule_route, solve
-from tourapi.live.store import ClassifiedPing, LiveStore, SessionExpired, SessionNotFound, ping_night
+from tourapi.live.store import (
+    CheckinCount,
+    ClassifiedPing,
+    LiveStore,
+    SessionExpired,
+    SessionNotFound,
+    ping_night,
+)
 from tourapi.settings import Settings
 from tourapi.timeutil import TZ, WEEKDAYS, Schedule, is_public_holiday, night_bounds
 
@@ -372,6 +379,7 @@ async def _run_geofence_scenario(ops) -> None:
     installs = [store.install_hash(f"install-{n}") for n in range(3)]
     sessions = [(await store.start_session(ihash, None, "en", clock, hard_end))[0] for ihash in installs]
     every_session = list(sessions)  # a restarted install leaves its old session to the sweeper
+    record_ids = itertools.count(1)
     last_ping = dict.fromkeys(sessions, clock)
     try:
         for op in ops:
@@ -417,10 +425,17 @@ async def _run_geofence_scenario(ops) -> None:
                 assert set(left) == before & set(op[2]) and len(left) == len(set(left))
             elif op[0] == "checkin":
                 before = await _inside(store, sid)
-                entered = await store.record_checkin(
-                    sid, f"visitor-{op[1]}", op[2], "cp-1", clock, ping_night(clock), op[3], 60
+                record_id = next(record_ids)
+                result = await store.record_checkin(
+                    record_id, sid, f"visitor-{op[1]}", op[2], "cp-1", clock, ping_night(clock), op[3], 60
                 )
+                entered = result is CheckinCount.COUNTED_AND_INSIDE
                 assert entered == (op[3] and op[2] not in before and await store.session(sid) is not None)
+                # Counting the same record again (a retry, or the repair job) changes nothing.
+                again = await store.record_checkin(
+                    record_id, sid, f"visitor-{op[1]}", op[2], "cp-1", clock, ping_night(clock), op[3], 60
+                )
+                assert again is CheckinCount.ALREADY_COUNTED
             elif op[0] == "end":
                 await store.end_session(sid, "ended", clock)
                 assert await _inside(store, sid) == set()

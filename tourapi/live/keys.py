@@ -86,6 +86,10 @@ class LiveKeys:
         """HASH poi and "poi|checkpoint" -> check-ins during the night."""
         return f"{self._shard(shard)}:checkins:{night.isoformat()}"
 
+    def checkins_counted(self, shard: int, night: date) -> str:
+        """SET of the ids of the night's check-in records already counted (makes counting idempotent)."""
+        return f"{self._shard(shard)}:checkins-counted:{night.isoformat()}"
+
     # ---- global ----------------------------------------------------------------------------------------------
 
     def global_key(self, name: str) -> str:

@@ -13,6 +13,7 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date
+from enum import IntEnum
 from importlib import resources
 from typing import Any
 
@@ -32,6 +33,14 @@ _decode = msgspec.json.Decoder()
 
 def _lua(name: str) -> str:
     return (resources.files("tourapi.live") / "lua" / name).read_text(encoding="utf-8")
+
+
+class CheckinCount(IntEnum):
+    """What counting one check-in record in Redis did (the values checkin.lua returns)."""
+
+    ALREADY_COUNTED = -1
+    COUNTED = 0
+    COUNTED_AND_INSIDE = 1
 
 
 class SessionNotFound(Exception):
@@ -291,6 +300,7 @@ class LiveStore:
 
     async def record_checkin(
         self,
+        record_id: int,
         sid: str,
         visitor: str,
         poi_id: str,
@@ -299,11 +309,11 @@ class LiveStore:
         night: date,
         fresh: bool,
         dwell_threshold_s: int,
-    ) -> bool:
-        """Count one committed check-in (call once per new record). Returns True if it placed the visitor inside."""
+    ) -> CheckinCount:
+        """Count one committed check-in record; a record counted before is not counted again."""
         shard = self.keys.shard_of_session(sid)
         if shard is None:
-            return False
+            return CheckinCount.ALREADY_COUNTED  # not a session id of ours: nothing to count it under
         k = self.keys
         keys = [
             k.checkins(shard, night),
@@ -313,6 +323,7 @@ class LiveStore:
             k.presence(shard),
             k.entries(shard, night),
             k.transitions(shard),
+            k.checkins_counted(shard, night),
         ]
         args = [
             sid,
@@ -324,33 +335,47 @@ class LiveStore:
             dwell_threshold_s,
             self.settings.event_stream_maxlen,
             COUNTER_TTL_S,
+            record_id,
         ]
-        return bool(await self._checkin(keys=keys, args=args))
+        return CheckinCount(int(await self._checkin(keys=keys, args=args)))
+
+    async def counted_checkins(self, records: list[tuple[int, str, date]]) -> set[int]:
+        """Which of these (record id, session id, night) check-ins Redis has counted: one pipelined round trip."""
+        asked = [(rid, self.keys.shard_of_session(sid), night) for rid, sid, night in records]
+        pipe = self.redis.pipeline(transaction=False)
+        for rid, shard, night in asked:
+            if shard is not None:
+                pipe.sismember(self.keys.checkins_counted(shard, night), str(rid))
+        answers = iter(await pipe.execute())
+        return {rid for rid, shard, _ in asked if shard is None or next(answers)}
 
     async def rebuild_night(
-        self, night: date, checkins: list[tuple[str, str, str, str]], entries_floor: dict[str, int]
+        self, night: date, checkins: list[tuple[int, str, str, str, str]], entries_floor: dict[str, int]
     ) -> dict[str, int]:
         """Recount a night's check-ins and unique visitors from database facts.
 
-        ``checkins`` are (session id, poi, checkpoint, visitor token) per stored check-in. Ping-derived
-        entries live only in Redis; ``entries_floor`` (from the persisted snapshots) restores them to at
-        least the last snapshot.
+        ``checkins`` are (record id, session id, poi, checkpoint, visitor token) per stored check-in; each
+        is marked counted. Ping-derived entries live only in Redis; ``entries_floor`` (from the persisted
+        snapshots) restores them to at least the last snapshot.
         """
         k = self.keys
-        by_shard: dict[int, list[tuple[str, str, str, str]]] = defaultdict(list)
+        by_shard: dict[int, list[tuple[int, str, str, str, str]]] = defaultdict(list)
         for record in checkins:
-            shard = k.shard_of_session(record[0])
+            shard = k.shard_of_session(record[1])
             if shard is not None:
                 by_shard[shard].append(record)
         pipe = self.redis.pipeline(transaction=False)
         for shard in k.all_shards():
             pipe.delete(k.checkins(shard, night))
-            for _sid, poi, checkpoint, visitor in by_shard.get(shard, []):
+            pipe.delete(k.checkins_counted(shard, night))
+            for record_id, _sid, poi, checkpoint, visitor in by_shard.get(shard, []):
                 pipe.hincrby(k.checkins(shard, night), poi, 1)
                 pipe.hincrby(k.checkins(shard, night), f"{poi}|{checkpoint}", 1)
+                pipe.sadd(k.checkins_counted(shard, night), str(record_id))
                 pipe.pfadd(k.visitors(shard, night, poi), visitor)
                 pipe.expire(k.visitors(shard, night, poi), COUNTER_TTL_S)
             pipe.expire(k.checkins(shard, night), COUNTER_TTL_S)
+            pipe.expire(k.checkins_counted(shard, night), COUNTER_TTL_S)
         await pipe.execute()
         current = await self.night_counters(night)
         topped_up = {}

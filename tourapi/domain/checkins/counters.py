@@ -1,9 +1,10 @@
 """Keeping the Redis check-in counters true to the database (the system of record).
 
-* ``repair_uncounted``: a periodic job (every REPAIR_EVERY_S on the live-state leader) that counts
-  records whose Redis update failed (``counted = false``, older than REPAIR_GRACE_S so it never races
-  the request that is counting them). Each record is claimed by a conditional UPDATE before it is
-  counted, so two workers never count one record twice.
+* ``repair_uncounted``: a periodic job (every REPAIR_EVERY_S on the live-state leader) that settles
+  rows not yet flagged ``counted`` (older than REPAIR_GRACE_S, so it does not race the request that is
+  counting them): one pipelined look at Redis's per-night set of counted record ids, counting only
+  those Redis missed (it was down, or failed between commit and count), then one UPDATE per batch.
+  Counting is idempotent per record id (checkin.lua), so overlapping runs never count a record twice.
 * ``rebuild_night``: recounts a whole night from the database (``tourapi live rebuild``), for when Redis
   lost its data (flush, failover without persistence). Ping-derived entries only exist in Redis and are
   restored up to the night's latest occupancy snapshot.
@@ -20,7 +21,9 @@ import sqlalchemy as sa
 
 from tourapi.db.models import Checkin, OccupancySnapshot, Poi
 from tourapi.domain.checkins.services import count_checkin
+from tourapi.live.store import CheckinCount
 from tourapi.timeutil import night_bounds
+from tourapi.web.ratelimit import REDIS_UNAVAILABLE
 
 if TYPE_CHECKING:
     from tourapi.runtime import Runtime
@@ -46,42 +49,49 @@ async def repair_uncounted(
     batch: int = 500,
     force: bool = False,
 ) -> int:
-    """Count records that were committed while Redis was unavailable. Returns how many were counted."""
+    """Count the committed records Redis missed and flag every settled row. Returns how many it counted."""
     if not (force or runtime.jobs.is_leader):
         return 0
     now = time.time() if now is None else now
     cutoff = datetime.fromtimestamp(now - grace_s, UTC)
     counted = 0
+    redis_down = False
     async with runtime.sessionmaker() as session:
-        rows = (
-            await session.execute(
-                sa.select(Checkin, Poi.dwell_threshold_s)
-                .join(Poi, Poi.id == Checkin.poi_id)
-                .where(Checkin.counted.is_(False), Checkin.created_at <= cutoff)
-                .order_by(Checkin.id)
-                .limit(batch)
-            )
-        ).all()
-        for record, dwell in rows:
-            claim = await session.execute(
-                sa.update(Checkin)
-                .where(Checkin.id == record.id, Checkin.counted.is_(False))
-                .values(counted=True)
-            )
-            await session.commit()
-            if claim.rowcount != 1:
-                continue  # another worker counted it
-            # Still "inside now" only if the scan is recent enough that the visit has not timed out.
-            fresh = (
-                not record.late and now - record.scanned_at.timestamp() < runtime.settings.presence_timeout_s
-            )
-            if not await count_checkin(runtime.live, record, dwell, fresh):
-                await session.execute(sa.update(Checkin).where(Checkin.id == record.id).values(counted=False))
-                await session.commit()
+        while not redis_down:
+            rows = (
+                await session.execute(
+                    sa.select(Checkin, Poi.dwell_threshold_s)
+                    .join(Poi, Poi.id == Checkin.poi_id)
+                    .where(Checkin.counted.is_(False), Checkin.created_at <= cutoff)
+                    .order_by(Checkin.id)
+                    .limit(batch)
+                )
+            ).all()
+            try:
+                seen = await runtime.live.counted_checkins([(r.id, r.session_id, r.night) for r, _ in rows])
+            except REDIS_UNAVAILABLE:
                 break  # Redis is still down: try again next round
-            counted += 1
+            settled = []
+            for record, dwell in rows:
+                if record.id not in seen:
+                    # Still "inside now" only if the scan is recent enough that the visit has not timed out.
+                    fresh = (
+                        not record.late
+                        and now - record.scanned_at.timestamp() < runtime.settings.presence_timeout_s
+                    )
+                    result = await count_checkin(runtime.live, record, dwell, fresh)
+                    if result is None:
+                        redis_down = True
+                        break
+                    counted += result is not CheckinCount.ALREADY_COUNTED
+                settled.append(record.id)
+            if settled:
+                await session.execute(sa.update(Checkin).where(Checkin.id.in_(settled)).values(counted=True))
+                await session.commit()
+            if len(rows) < batch:
+                break
     if counted:
-        log.info("counted %d check-ins recorded while Redis was unavailable", counted)
+        log.info("counted %d check-ins that Redis had missed", counted)
     return counted
 
 
@@ -125,7 +135,7 @@ async def rebuild_night(runtime: Runtime, night: date) -> dict[str, int]:
             .all()
         )
     report = await runtime.live.rebuild_night(
-        night, [(r.session_id, r.poi_id, str(r.checkpoint_id), r.visitor) for r in rows], floors
+        night, [(r.id, r.session_id, r.poi_id, str(r.checkpoint_id), r.visitor) for r in rows], floors
     )
     uncounted = [r.id for r in rows if not r.counted]
     async with runtime.sessionmaker() as session:

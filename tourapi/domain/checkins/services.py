@@ -10,8 +10,9 @@ Order of a check-in (POST /v1/checkins):
 6. the optional expected venue (wrong-venue) and the checkpoint's optional proximity rule (too-far);
 7. insert under the unique constraint (session, checkpoint, night): the first request gets 201, every
    repeat (sequential, concurrent, or a retry) gets 200 with the same record;
-8. after the commit, count it in Redis (LiveStore.record_checkin) and mark it ``counted``. If Redis is
-   down the record stays uncounted and the repair job (counters.py) counts it later.
+8. after the one commit, count it in Redis (LiveStore.record_checkin, idempotent per record id). The
+   repair job (counters.py) later sets ``counted`` on the row, counting first any record Redis missed
+   (down, or failed between commit and count); a record is never counted twice.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from tourapi.domain.sessions.schemas import RouteProgress
 from tourapi.errors import Unprocessable
 from tourapi.geo.geometry import local_metric
 from tourapi.i18n import pick
-from tourapi.live.store import LiveStore
+from tourapi.live.store import CheckinCount, LiveStore
 from tourapi.runtime import Runtime
 from tourapi.security.principal import Principal
 from tourapi.timeutil import TZ, night_of
@@ -65,10 +66,14 @@ def token_of(value: str) -> str:
     return value.strip().split("#", 1)[0].split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1]
 
 
-async def count_checkin(live: LiveStore, record: Checkin, dwell_threshold_s: int, fresh: bool) -> bool:
-    """Add one committed record to the Redis counters. False (logged) if Redis is unavailable."""
+async def count_checkin(
+    live: LiveStore, record: Checkin, dwell_threshold_s: int, fresh: bool
+) -> CheckinCount | None:
+    """Add one committed record to the Redis counters (a no-op if counted before); None (logged) if
+    Redis is unavailable."""
     try:
-        await live.record_checkin(
+        return await live.record_checkin(
+            record.id,
             record.session_id,
             record.visitor,
             record.poi_id,
@@ -84,8 +89,7 @@ async def count_checkin(live: LiveStore, record: Checkin, dwell_threshold_s: int
             record.id,
             type(exc).__name__,
         )
-        return False
-    return True
+        return None
 
 
 class CheckinService:
@@ -182,11 +186,9 @@ class CheckinService:
                 raise
             return await self._out(winner, principal, live_session, chain), False
         # Redis just failed the session check: leave the counting to the repair job instead of waiting
-        # for a second timeout.
-        if redis_up and await count_checkin(self.runtime.live, record, dwell, fresh=not record.late):
-            await self.session.execute(sa.update(Checkin).where(Checkin.id == record.id).values(counted=True))
-            await self.session.commit()
-            record.counted = True
+        # for a second timeout. The row's `counted` flag is the repair job's to set (no second commit here).
+        if redis_up:
+            await count_checkin(self.runtime.live, record, dwell, fresh=not record.late)
         return await self._out(record, principal, live_session, chain, checkpoint), True
 
     # ---- steps -----------------------------------------------------------------------------------------------

@@ -1,11 +1,16 @@
--- Count a committed check-in, and (when it is fresh) place the visitor inside the venue.
--- Called once per check-in record, after the database commit; the record is the source of truth.
+-- Count a committed check-in once, and (when it is fresh) place the visitor inside the venue.
+-- Called after the database commit (the record is the source of truth), by the request and, for records
+-- it may have missed, by the repair job: the record id in the counted set makes a second call a no-op.
 -- KEYS: 1 shard check-ins hash (night), 2 the POI's unique-visitor HyperLogLog (night), 3 session hash,
---       4 shard occupancy hash, 5 shard presence zset, 6 shard entries hash (night), 7 shard transitions stream
+--       4 shard occupancy hash, 5 shard presence zset, 6 shard entries hash (night), 7 shard transitions stream,
+--       8 shard counted-records set (night)
 -- ARGV: 1 session id, 2 poi, 3 checkpoint id, 4 check-in time, 5 visitor token, 6 "1" if it is fresh (counts as
---       inside now), 7 dwell threshold, 8 stream maxlen, 9 counter ttl
+--       inside now), 7 dwell threshold, 8 stream maxlen, 9 counter ttl, 10 record id
+-- Returns -1 if the record was counted before, 1 if it placed the visitor inside, else 0.
 local checkins, hll, ses, occ, presence, entries, stream = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
 local sid, poi, checkpoint, ts, visitor, fresh = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
+if redis.call('SADD', KEYS[8], ARGV[10]) == 0 then return -1 end
+redis.call('EXPIRE', KEYS[8], ARGV[9])
 redis.call('HINCRBY', checkins, poi, '1')
 redis.call('HINCRBY', checkins, poi .. '|' .. checkpoint, '1')
 redis.call('EXPIRE', checkins, ARGV[9])
