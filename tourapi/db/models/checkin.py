@@ -14,9 +14,9 @@ class Checkin(Base):
 
     At most one per session, checkpoint and night (the unique constraint makes concurrent duplicates
     lose). ``visitor`` is the per-night keyed token of the install (LiveStore.visitor_token), never the
-    install id, so unique-visitor counts can be rebuilt exactly. ``counted`` is false until the row has
-    been added to the Redis counters; the repair job and ``tourapi live rebuild`` catch up on the rest.
-    No position is stored.
+    install id, so unique-visitor counts can be rebuilt exactly. ``counted`` is set by the repair job
+    once it has made sure Redis counted the row (counting is idempotent per id; the request itself
+    counts but does not commit twice), and by ``tourapi live rebuild``. No position is stored.
     """
 
     __tablename__ = "checkins"
