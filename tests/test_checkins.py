@@ -714,6 +714,31 @@ async def test_a_count_whose_answer_was_lost_is_not_counted_again(client, auth, 
     assert await db_count(runtime, Checkin.counted.is_(False)) == 0
 
 
+async def test_repair_waits_out_redis_and_works_through_several_batches(
+    client, auth, runtime, monkeypatch
+) -> None:
+    gate = (await checkpoints(client, auth, LION))[0]
+
+    async def down(*args, **kwargs):
+        raise redis.exceptions.ConnectionError("Redis is down")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(runtime.live, "record_checkin", down)
+        for _ in range(3):
+            sid, headers = await start(client)
+            await check_in(client, sid, headers, token=token_of(gate), expect=201)
+    with monkeypatch.context() as patch:
+        patch.setattr(runtime.live, "counted_checkins", down)
+        assert await repair_uncounted(runtime, force=True, grace_s=0) == 0
+    assert (
+        await db_count(runtime, Checkin.counted.is_(False)) == 3
+    )  # nothing flagged that Redis did not count
+    assert await repair_uncounted(runtime, force=True, grace_s=0, batch=2) == 3
+    assert await db_count(runtime, Checkin.counted.is_(False)) == 0
+    night = night_of(datetime.now(UTC))
+    assert (await runtime.live.night_counters(night))[LION]["checkins"] == 3
+
+
 async def test_manual_code_during_redis_outage_is_a_retryable_503(client, auth, runtime, monkeypatch) -> None:
     gate = (await checkpoints(client, auth, NETS))[0]
     sid, headers = await start(client)

@@ -13,7 +13,7 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date
-from enum import IntEnum
+from enum import Enum
 from importlib import resources
 from typing import Any
 
@@ -35,9 +35,10 @@ def _lua(name: str) -> str:
     return (resources.files("tourapi.live") / "lua" / name).read_text(encoding="utf-8")
 
 
-class CheckinCount(IntEnum):
-    """What counting one check-in record in Redis did (the values checkin.lua returns)."""
+class CheckinCount(Enum):
+    """What counting one check-in record in Redis did (-1, 0 and 1 are what checkin.lua returns)."""
 
+    NOT_COUNTABLE = -2  # the session id names no shard of this layout (the shard count was lowered)
     ALREADY_COUNTED = -1
     COUNTED = 0
     COUNTED_AND_INSIDE = 1
@@ -313,7 +314,7 @@ class LiveStore:
         """Count one committed check-in record; a record counted before is not counted again."""
         shard = self.keys.shard_of_session(sid)
         if shard is None:
-            return CheckinCount.ALREADY_COUNTED  # not a session id of ours: nothing to count it under
+            return CheckinCount.NOT_COUNTABLE
         k = self.keys
         keys = [
             k.checkins(shard, night),
@@ -340,7 +341,8 @@ class LiveStore:
         return CheckinCount(int(await self._checkin(keys=keys, args=args)))
 
     async def counted_checkins(self, records: list[tuple[int, str, date]]) -> set[int]:
-        """Which of these (record id, session id, night) check-ins Redis has counted: one pipelined round trip."""
+        """Which of these (record id, session id, night) check-ins need no counting: counted already, or
+        not countable. One pipelined round trip (one per node on Redis Cluster)."""
         asked = [(rid, self.keys.shard_of_session(sid), night) for rid, sid, night in records]
         pipe = self.redis.pipeline(transaction=False)
         for rid, shard, night in asked:

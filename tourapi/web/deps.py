@@ -21,8 +21,9 @@ def resolve_dependencies_in_order(app: Litestar) -> None:
     anyio task group (litestar-org/litestar#4563). Our providers are non-blocking (query parsing, the
     runtime, a lazily connecting session), so concurrency buys nothing, while the task group was 40 % of
     the nearby-POI list's CPU (docs/performance.md). Each level's providers still run before the next
-    level's, which is the only order Litestar promises. ``tests/test_dependencies.py`` fails if a
-    Litestar upgrade changes the structure this relies on.
+    level's, which is the only order Litestar promises. Call it after every route is registered
+    (``app.register`` rebuilds a route's batches). ``tests/test_dependencies.py`` fails if a Litestar
+    upgrade changes the structure this relies on.
     """
     for route in app.routes:
         if not isinstance(route, HTTPRoute):

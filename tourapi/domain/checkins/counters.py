@@ -67,6 +67,8 @@ async def repair_uncounted(
                     .limit(batch)
                 )
             ).all()
+            if not rows:
+                break
             try:
                 seen = await runtime.live.counted_checkins([(r.id, r.session_id, r.night) for r, _ in rows])
             except REDIS_UNAVAILABLE:
@@ -83,7 +85,7 @@ async def repair_uncounted(
                     if result is None:
                         redis_down = True
                         break
-                    counted += result is not CheckinCount.ALREADY_COUNTED
+                    counted += result in (CheckinCount.COUNTED, CheckinCount.COUNTED_AND_INSIDE)
                 settled.append(record.id)
             if settled:
                 await session.execute(sa.update(Checkin).where(Checkin.id.in_(settled)).values(counted=True))

@@ -12,7 +12,7 @@ Order of a check-in (POST /v1/checkins):
    repeat (sequential, concurrent, or a retry) gets 200 with the same record;
 8. after the one commit, count it in Redis (LiveStore.record_checkin, idempotent per record id). The
    repair job (counters.py) later sets ``counted`` on the row, counting first any record Redis missed
-   (down, or failed between commit and count); a record is never counted twice.
+   (down, or failed between commit and count); it never counts a record the request counted.
 """
 
 from __future__ import annotations
