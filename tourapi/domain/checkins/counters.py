@@ -60,8 +60,7 @@ async def repair_uncounted(
         while not redis_down:
             rows = (
                 await session.execute(
-                    sa.select(Checkin, Poi.dwell_threshold_s)
-                    .join(Poi, Poi.id == Checkin.poi_id)
+                    sa.select(Checkin.id, Checkin.session_id, Checkin.night)
                     .where(Checkin.counted.is_(False), Checkin.created_at <= cutoff)
                     .order_by(Checkin.id)
                     .limit(batch)
@@ -70,27 +69,40 @@ async def repair_uncounted(
             if not rows:
                 break
             try:
-                seen = await runtime.live.counted_checkins([(r.id, r.session_id, r.night) for r, _ in rows])
+                seen = await runtime.live.counted_checkins([(r.id, r.session_id, r.night) for r in rows])
             except REDIS_UNAVAILABLE:
                 break  # Redis is still down: try again next round
-            settled = []
-            for record, dwell in rows:
-                if record.id not in seen:
-                    # Still "inside now" only if the scan is recent enough that the visit has not timed out.
-                    fresh = (
-                        not record.late
-                        and now - record.scanned_at.timestamp() < runtime.settings.presence_timeout_s
+            settled = [r.id for r in rows if r.id in seen]
+            missed_ids = [r.id for r in rows if r.id not in seen]
+            # Whole records only for the few Redis missed.
+            missed = (
+                (
+                    await session.execute(
+                        sa.select(Checkin, Poi.dwell_threshold_s)
+                        .join(Poi, Poi.id == Checkin.poi_id)
+                        .where(Checkin.id.in_(missed_ids))
+                        .order_by(Checkin.id)
                     )
-                    result = await count_checkin(runtime.live, record, dwell, fresh)
-                    if result is None:
-                        redis_down = True
-                        break
-                    counted += result in (CheckinCount.COUNTED, CheckinCount.COUNTED_AND_INSIDE)
+                ).all()
+                if missed_ids
+                else []
+            )
+            for record, dwell in missed:
+                # Still "inside now" only if the scan is recent enough that the visit has not timed out.
+                fresh = (
+                    not record.late
+                    and now - record.scanned_at.timestamp() < runtime.settings.presence_timeout_s
+                )
+                result = await count_checkin(runtime.live, record, dwell, fresh)
+                if result is None:
+                    redis_down = True
+                    break
+                counted += result in (CheckinCount.COUNTED, CheckinCount.COUNTED_AND_INSIDE)
                 settled.append(record.id)
             if settled:
                 await session.execute(sa.update(Checkin).where(Checkin.id.in_(settled)).values(counted=True))
                 await session.commit()
-            if len(rows) < batch:
+            if len(rows) < batch or not settled:
                 break
     if counted:
         log.info("counted %d check-ins that Redis had missed", counted)
