@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import time
 from datetime import UTC, date, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
@@ -74,19 +74,16 @@ async def repair_uncounted(
                 break  # Redis is still down: try again next round
             settled = [r.id for r in rows if r.id in seen]
             missed_ids = [r.id for r in rows if r.id not in seen]
-            # Whole records only for the few Redis missed.
-            missed = (
-                (
+            missed: list[Any] = []
+            if missed_ids:  # whole records only for the few Redis missed
+                missed = list(
                     await session.execute(
                         sa.select(Checkin, Poi.dwell_threshold_s)
                         .join(Poi, Poi.id == Checkin.poi_id)
                         .where(Checkin.id.in_(missed_ids))
                         .order_by(Checkin.id)
                     )
-                ).all()
-                if missed_ids
-                else []
-            )
+                )
             for record, dwell in missed:
                 # Still "inside now" only if the scan is recent enough that the visit has not timed out.
                 fresh = (
