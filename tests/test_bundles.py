@@ -97,6 +97,33 @@ async def test_bundles_come_gzipped_when_asked(client) -> None:
     assert "content-encoding" not in refused.headers
 
 
+async def test_answers_from_memory_match_the_handlers(client, app) -> None:
+    """The first GET in a worker builds the manifest in the handler; later ones are answered from
+    memory before the handler (CachedBundleMiddleware). Both must give the same status, headers and body."""
+    variants = ({}, {"Accept-Encoding": "gzip"}, {"Accept-Encoding": "identity"})
+
+    def answer(response: httpx.Response) -> tuple:
+        headers = {k: v for k, v in response.headers.items() if k != "x-request-id"}
+        return response.status_code, headers, response.content
+
+    etag = None
+    for headers in variants:
+        bundle_module._cache(app.state.runtime).items.clear()
+        cold = await client.get(URL, headers=headers)
+        assert bundle_module.cached(app.state.runtime, ROUTE) is not None, "the handler cached it"
+        warm = await client.get(URL, headers=headers)
+        assert answer(cold) == answer(warm), headers
+        etag = warm.headers["etag"]
+    for headers in ({"If-None-Match": etag}, {"If-None-Match": etag, "Accept-Encoding": "gzip"}):
+        bundle_module._cache(app.state.runtime).items.clear()
+        cold = await client.get(URL, headers=headers)
+        warm = await client.get(URL, headers=headers)
+        assert cold.status_code == warm.status_code == 304
+        assert answer(cold) == answer(warm), headers
+    unknown = await client.get("/v1/routes/no-such-route/bundle")
+    assert unknown.status_code == 404 and unknown.headers["content-type"] == "application/problem+json"
+
+
 async def test_version_is_stable_across_restarts(client, settings) -> None:
     first = await client.get(URL)
     runtime = Runtime.create(settings)

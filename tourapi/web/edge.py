@@ -60,16 +60,26 @@ def _running_child(method: str, path: str) -> Any:
 
 
 def _with_security_headers(headers: list[tuple[bytes, bytes]], media: bool) -> list[tuple[bytes, bytes]]:
-    present = {k.lower() for k, _ in headers}
-    extra = [(k, v) for k, v in BASELINE if k not in present]
-    if b"content-security-policy" not in present:
-        if media:
-            extra.append((b"content-security-policy", MEDIA_CSP))
-        else:
-            content_type = next((v for k, v in headers if k.lower() == b"content-type"), b"")
-            if not content_type.startswith(b"text/html"):
-                extra.append((b"content-security-policy", API_CSP))
-    return headers + extra
+    # One pass over the headers: this runs on every response, a 304 included.
+    nosniff = referrer = csp = False
+    html = False
+    for key, value in headers:
+        key = key.lower()
+        if key == b"content-type":
+            html = value.startswith(b"text/html")
+        elif key == b"content-security-policy":
+            csp = True
+        elif key == b"x-content-type-options":
+            nosniff = True
+        elif key == b"referrer-policy":
+            referrer = True
+    if not nosniff:
+        headers.append(BASELINE[0])
+    if not referrer:
+        headers.append(BASELINE[1])
+    if not csp and (media or not html):
+        headers.append((b"content-security-policy", MEDIA_CSP if media else API_CSP))
+    return headers
 
 
 class EdgeMiddleware:

@@ -29,6 +29,17 @@ def matches(if_none_match: str | None, etag: str) -> bool:
     return any(tag.strip().removeprefix("W/") == bare for tag in if_none_match.split(","))
 
 
+def _untagged_json(headers: Any) -> bool:
+    content_type = b""
+    for key, value in headers:
+        key = key.lower()
+        if key == b"etag":
+            return False
+        if key == b"content-type":
+            content_type = value
+    return content_type.startswith(_TAGGED_TYPES)
+
+
 class ETagMiddleware:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -47,10 +58,7 @@ class ETagMiddleware:
         async def buffered_send(message: Message) -> None:
             nonlocal start
             if message["type"] == "http.response.start":
-                headers = message.get("headers", [])
-                content_type = next((v for k, v in headers if k.lower() == b"content-type"), b"")
-                has_etag = any(k.lower() == b"etag" for k, _ in headers)
-                if message["status"] == 200 and not has_etag and content_type.startswith(_TAGGED_TYPES):
+                if message["status"] == 200 and _untagged_json(message.get("headers", ())):
                     start = dict(message)
                     return
                 await send(message)

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
+from litestar.types import ASGIApp, Receive, Scope, Send
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -44,6 +45,7 @@ from tourapi.domain.sync.sources import poi_record
 from tourapi.errors import NotFound
 from tourapi.runtime import Runtime
 from tourapi.timeutil import NIGHT_STARTS, TZ, is_public_holiday
+from tourapi.web.etag import matches
 
 FORMAT = 1
 DEFAULT_SECTIONS = ("anchors",)
@@ -218,6 +220,55 @@ async def manifest(runtime: Runtime, route_id: str) -> Built:
         built = Built(seq, year, version, body, gzip.compress(body, compresslevel=6, mtime=0))
         cache.put(route_id, built)
         return built
+
+
+# Apps revalidate bundles before each use; a 304 is cheap and answered from memory.
+BUNDLE_CACHE_CONTROL = "public, no-cache"
+
+
+def reply(
+    built: Built, if_none_match: str | None, accept_encoding: str | None
+) -> tuple[int, dict[str, str], bytes]:
+    """Status, headers and body for a GET of this manifest: 304 if the client has it, gzip if it accepts it."""
+    headers = {"etag": built.etag, "vary": "Accept-Encoding", "cache-control": BUNDLE_CACHE_CONTROL}
+    if matches(if_none_match, built.etag):
+        return 304, headers, b""
+    headers["content-type"] = "application/json"
+    if accepts_gzip(accept_encoding):
+        headers["content-encoding"] = "gzip"
+        return 200, headers, built.gzipped
+    return 200, headers, built.body
+
+
+class CachedBundleMiddleware:
+    """Answers a bundle GET that this worker has already built (200 or 304) from memory at the ASGI level.
+
+    Apps revalidate their bundles before every use, so this is the route's hot path: it skips Litestar's
+    argument parsing and ``Response`` building (most of a 304's cost, docs/performance.md). Bundles are
+    public (no guard runs), so nothing is skipped that applies here; a cold or stale cache, or an
+    unknown route, goes on to the handler, which builds the manifest and answers through ``reply`` too.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        built = cached(scope["app"].state.runtime, scope["path_params"]["route_id"])
+        if built is None:
+            await self.app(scope, receive, send)
+            return
+        if_none_match = accept_encoding = None
+        for key, value in scope["headers"]:
+            if key == b"if-none-match":
+                if_none_match = value.decode("latin-1")
+            elif key == b"accept-encoding":
+                accept_encoding = value.decode("latin-1")
+        status, headers, body = reply(built, if_none_match, accept_encoding)
+        raw = [(k.encode(), v.encode()) for k, v in headers.items()]
+        if status == 200:
+            raw.append((b"content-length", str(len(body)).encode()))
+        await send({"type": "http.response.start", "status": status, "headers": raw})
+        await send({"type": "http.response.body", "body": body})
 
 
 def accepts_gzip(accept_encoding: str | None) -> bool:

@@ -19,7 +19,6 @@ from tourapi.geo.crs import Crs
 from tourapi.runtime import Runtime
 from tourapi.security.policies import Policy, access
 from tourapi.web.deps import Dep
-from tourapi.web.etag import matches
 
 NightParam = Annotated[
     str | None,
@@ -42,8 +41,6 @@ PaceParam = Annotated[
     QueryParameter(description="walking pace: slow 3.0, normal 4.5, fast 5.5 km/h"),
 ]
 IfNoneMatch = Annotated[str | None, HeaderParameter(name="If-None-Match", required=False)]
-# Apps revalidate bundles before each use; a 304 is cheap and answered from memory.
-BUNDLE_CACHE = {"Cache-Control": "public, no-cache"}
 
 
 def provide_route_service(runtime: Dep[Runtime], db_session: Dep[AsyncSession]) -> RouteService:
@@ -126,6 +123,7 @@ class RouteController(Controller):
         "/{route_id:str}/bundle",
         **access(Policy.PUBLIC),
         summary="Offline bundle manifest (strong ETag = version; send If-None-Match)",
+        middleware=[bundle.CachedBundleMiddleware],
     )
     async def get_bundle(
         self,
@@ -136,14 +134,9 @@ class RouteController(Controller):
             str | None, HeaderParameter(name="Accept-Encoding", required=False)
         ] = None,
     ) -> Response[dict[str, Any]]:  # the JSON manifest, sent as its prebuilt canonical bytes
-        built = bundle.cached(runtime, route_id) or await bundle.manifest(runtime, route_id)
-        headers = {"ETag": built.etag, "Vary": "Accept-Encoding", **BUNDLE_CACHE}
-        if matches(if_none_match, built.etag):
-            return Response(b"", status_code=304, headers=headers)
-        if bundle.accepts_gzip(accept_encoding):
-            headers["Content-Encoding"] = "gzip"
-            return Response(built.gzipped, media_type="application/json", headers=headers)
-        return Response(built.body, media_type="application/json", headers=headers)
+        built = await bundle.manifest(runtime, route_id)
+        status, headers, body = bundle.reply(built, if_none_match, accept_encoding)
+        return Response(body, status_code=status, headers=headers, media_type=headers.get("content-type"))
 
     @post("/", **access(Policy.OPERATOR), media_type=GEOJSON, summary="Create a route")
     async def create_route(
