@@ -24,7 +24,7 @@ from click.testing import CliRunner
 from conftest import lifespan, settings_env
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from tourapi.app import create_app
 from tourapi.cli import main
@@ -714,6 +714,33 @@ async def test_a_count_whose_answer_was_lost_is_not_counted_again(client, auth, 
     assert await db_count(runtime, Checkin.counted.is_(False)) == 0
 
 
+async def test_repair_does_not_bring_back_the_counters_of_expired_nights(
+    client, auth, runtime, monkeypatch
+) -> None:
+    """Rows left uncounted by a long outage: nights whose Redis counters have expired are flagged only."""
+    gate = (await checkpoints(client, auth, LION))[0]
+
+    async def down(*args, **kwargs):
+        raise redis.exceptions.ConnectionError("Redis is down")
+
+    ids = []
+    with monkeypatch.context() as patch:
+        patch.setattr(runtime.live, "record_checkin", down)
+        for _ in range(2):
+            sid, headers = await start(client)
+            ids.append((await check_in(client, sid, headers, token=token_of(gate), expect=201)).json()["id"])
+    tonight = night_of(datetime.now(UTC))
+    kept, expired = tonight - timedelta(days=2), tonight - timedelta(days=3)  # counters live 3 days
+    async with runtime.sessionmaker() as session:
+        for record_id, night in zip(ids, (kept, expired)):
+            await session.execute(update(Checkin).where(Checkin.id == record_id).values(night=night))
+        await session.commit()
+    assert await repair_uncounted(runtime, force=True, grace_s=0) == 1
+    assert (await runtime.live.night_counters(kept))[LION]["checkins"] == 1
+    assert await runtime.live.night_counters(expired) == {}
+    assert await db_count(runtime, Checkin.counted.is_(False)) == 0
+
+
 async def test_repair_waits_out_redis_and_works_through_several_batches(
     client, auth, runtime, monkeypatch
 ) -> None:
@@ -819,6 +846,56 @@ async def test_rebuild_restores_counters_after_redis_is_flushed(client, auth, ru
     # Running it again changes nothing.
     await rebuild_night(runtime, night)
     assert await runtime.live.night_counters(night) == after
+
+
+async def test_a_rebuild_and_live_counting_meet_without_double_counts(
+    client, auth, runtime, monkeypatch
+) -> None:
+    """A rebuild recounts each shard in parts; requests and the repair job keep counting in between. A
+    record counted by both must be counted once, whichever comes first."""
+    nets = await checkpoints(client, auth, NETS)
+    lion = (await checkpoints(client, auth, LION))[0]
+    sid, headers = await start(client)
+    for cp in (nets[0], nets[1], lion):
+        await check_in(client, sid, headers, token=token_of(cp), expect=201)
+    night = night_of(datetime.now(UTC))
+    before = await runtime.live.night_counters(night)
+    await flush_namespace(runtime)
+    async with runtime.sessionmaker() as session:
+        rows = (await session.execute(select(Checkin).where(Checkin.session_id == sid))).scalars().all()
+    recount = runtime.live._recount_part
+    answers = []
+
+    async def live_counts_between_parts(shard, night_, records, clear):
+        counted = await recount(shard, night_, records, clear)
+        if clear and records:  # right after the session's shard was emptied, the live path counts its records
+            for row in rows:
+                answers.append(
+                    await runtime.live.record_checkin(
+                        row.id,
+                        sid,
+                        row.visitor,
+                        row.poi_id,
+                        str(row.checkpoint_id),
+                        row.scanned_at.timestamp(),
+                        night,
+                        False,
+                        0,
+                    )
+                )
+        return counted
+
+    monkeypatch.setattr("tourapi.live.store.RECOUNT_BATCH", 1)
+    monkeypatch.setattr(runtime.live, "_recount_part", live_counts_between_parts)
+    report = await rebuild_night(runtime, night)
+    assert report["checkins"] == 3
+    assert sorted(a.name for a in answers) == ["ALREADY_COUNTED", "COUNTED", "COUNTED"]
+    after = await runtime.live.night_counters(night)
+    assert after[NETS]["checkins"] == before[NETS]["checkins"] == 2
+    assert after[LION]["checkins"] == before[LION]["checkins"] == 1
+    assert after[NETS]["unique"] == after[LION]["unique"] == 1
+    for cp in nets[:2]:
+        assert await checkpoint_counter(runtime, night, NETS, cp["id"]) == 1
 
 
 async def test_live_rebuild_command(client, auth, runtime, settings, backend) -> None:

@@ -27,6 +27,7 @@ from tourapi.timeutil import night_of
 COUNTER_TTL_S = 3 * 86400  # nightly counters outlive their night by two days (operators' "last night")
 SESSION_HASH_GRACE_S = 3600  # the hash outlives its expiry so the sweeper can always close its visits
 VISITOR_TOKEN_CACHE = 100_000
+RECOUNT_BATCH = 1000  # records per recount.lua call: each call blocks Redis for a few milliseconds at most
 _encode = msgspec.json.Encoder()
 _decode = msgspec.json.Decoder()
 
@@ -101,6 +102,7 @@ class LiveStore:
         self._ping = redis.register_script(_lua("ping.lua"))
         self._leave = redis.register_script(_lua("leave.lua"))
         self._checkin = redis.register_script(_lua("checkin.lua"))
+        self._recount = redis.register_script(_lua("recount.lua"))
         # HMAC per (install, night) is the same on every ping of the night: remember the recent ones.
         self._visitor_tokens: dict[tuple[str, str], str] = {}
 
@@ -366,19 +368,13 @@ class LiveStore:
             shard = k.shard_of_session(record[1])
             if shard is not None:
                 by_shard[shard].append(record)
-        pipe = self.redis.pipeline(transaction=False)
         for shard in k.all_shards():
-            pipe.delete(k.checkins(shard, night))
-            pipe.delete(k.checkins_counted(shard, night))
-            for record_id, _sid, poi, checkpoint, visitor in by_shard.get(shard, []):
-                pipe.hincrby(k.checkins(shard, night), poi, 1)
-                pipe.hincrby(k.checkins(shard, night), f"{poi}|{checkpoint}", 1)
-                pipe.sadd(k.checkins_counted(shard, night), str(record_id))
-                pipe.pfadd(k.visitors(shard, night, poi), visitor)
-                pipe.expire(k.visitors(shard, night, poi), COUNTER_TTL_S)
-            pipe.expire(k.checkins(shard, night), COUNTER_TTL_S)
-            pipe.expire(k.checkins_counted(shard, night), COUNTER_TTL_S)
-        await pipe.execute()
+            records = by_shard.get(shard, [])
+            # The first call empties the shard's counters; every later one only adds records not counted yet.
+            for start in range(0, max(len(records), 1), RECOUNT_BATCH):
+                await self._recount_part(
+                    shard, night, records[start : start + RECOUNT_BATCH], clear=start == 0
+                )
         current = await self.night_counters(night)
         topped_up = {}
         pipe = self.redis.pipeline(transaction=False)
@@ -390,6 +386,20 @@ class LiveStore:
         pipe.expire(k.entries(0, night), COUNTER_TTL_S)
         await pipe.execute()
         return {"checkins": len(checkins), "entries_topped_up": sum(topped_up.values())}
+
+    async def _recount_part(
+        self, shard: int, night: date, records: list[tuple[int, str, str, str, str]], clear: bool
+    ) -> int:
+        """Count these records in one shard's counters unless counted already (one atomic script call)."""
+        keys = [self.keys.checkins(shard, night), self.keys.checkins_counted(shard, night)]
+        hll_index: dict[str, int] = {}
+        args: list[Any] = ["1" if clear else "0", COUNTER_TTL_S]
+        for record_id, _sid, poi, checkpoint, visitor in records:
+            if poi not in hll_index:
+                keys.append(self.keys.visitors(shard, night, poi))
+                hll_index[poi] = len(keys)  # Lua's KEYS are 1-based
+            args += [record_id, poi, checkpoint, visitor, hll_index[poi]]
+        return int(await self._recount(keys=keys, args=args))
 
     async def night_counters(self, night: date) -> dict[str, dict[str, int]]:
         """Per POI: entries, check-ins and unique visitors during the night, in two pipelined round trips."""

@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import date, datetime
 
 from advanced_alchemy.types import DateTimeUTC
-from sqlalchemy import BigInteger, Boolean, Date, ForeignKey, Integer, String, UniqueConstraint
+from sqlalchemy import BigInteger, Boolean, Date, ForeignKey, Index, Integer, String, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from tourapi.db.base import Base, utcnow
@@ -23,6 +23,13 @@ class Checkin(Base):
     __table_args__ = (
         UniqueConstraint("session_id", "checkpoint_id", "night", name="uq_checkins_session_checkpoint_night"),
         UniqueConstraint("session_id", "idempotency_key", name="uq_checkins_session_idempotency_key"),
+        # The repair job's work list: only the rows not yet counted (migration 0006).
+        Index(
+            "ix_checkins_uncounted",
+            "id",
+            postgresql_where=text("NOT counted"),
+            sqlite_where=text("NOT counted"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(
@@ -39,5 +46,5 @@ class Checkin(Base):
     scanned_at: Mapped[datetime] = mapped_column(DateTimeUTC(timezone=True))
     created_at: Mapped[datetime] = mapped_column(DateTimeUTC(timezone=True), default=utcnow)
     late: Mapped[bool] = mapped_column(Boolean, default=False)
-    counted: Mapped[bool] = mapped_column(Boolean, default=False, index=True)
+    counted: Mapped[bool] = mapped_column(Boolean, default=False)
     idempotency_key: Mapped[str | None] = mapped_column(String(64), default=None)

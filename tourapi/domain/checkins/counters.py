@@ -5,24 +5,26 @@
   counting them): one pipelined look at Redis's per-night set of counted record ids, counting only
   those Redis missed (it was down, or failed between commit and count), then one UPDATE per batch.
   Counting is idempotent per record id (checkin.lua), so overlapping runs never count a record twice.
+  Rows of nights whose Redis counters have expired are flagged only.
 * ``rebuild_night``: recounts a whole night from the database (``tourapi live rebuild``), for when Redis
   lost its data (flush, failover without persistence). Ping-derived entries only exist in Redis and are
-  restored up to the night's latest occupancy snapshot.
+  restored up to the night's latest occupancy snapshot. Safe while check-ins are being counted:
+  recount.lua is idempotent per record id too.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
 from tourapi.db.models import Checkin, OccupancySnapshot, Poi
 from tourapi.domain.checkins.services import count_checkin
-from tourapi.live.store import CheckinCount
-from tourapi.timeutil import night_bounds
+from tourapi.live.store import COUNTER_TTL_S, CheckinCount
+from tourapi.timeutil import night_bounds, night_of
 from tourapi.web.ratelimit import REDIS_UNAVAILABLE
 
 if TYPE_CHECKING:
@@ -32,6 +34,9 @@ log = logging.getLogger("tourapi.checkins.counters")
 REPAIR_EVERY_S = 30.0
 REPAIR_GRACE_S = 60.0
 REPAIR_JOB = "checkin-repair"
+# Counters of older nights have expired in Redis (COUNTER_TTL_S): their late rows are flagged, not counted,
+# so a row left over from a long outage cannot bring back a partial counter for an old night.
+PAST_NIGHTS_COUNTED = COUNTER_TTL_S // 86400 - 1
 
 
 def register_checkin_jobs(runtime: Runtime) -> None:
@@ -54,6 +59,7 @@ async def repair_uncounted(
         return 0
     now = time.time() if now is None else now
     cutoff = datetime.fromtimestamp(now - grace_s, UTC)
+    oldest_counted = night_of(datetime.fromtimestamp(now, UTC)) - timedelta(days=PAST_NIGHTS_COUNTED)
     counted = 0
     redis_down = False
     async with runtime.sessionmaker() as session:
@@ -61,15 +67,18 @@ async def repair_uncounted(
             rows = (
                 await session.execute(
                     sa.select(Checkin.id, Checkin.session_id, Checkin.night)
-                    .where(Checkin.counted.is_(False), Checkin.created_at <= cutoff)
+                    .where(sa.not_(Checkin.counted), Checkin.created_at <= cutoff)  # ix_checkins_uncounted
                     .order_by(Checkin.id)
                     .limit(batch)
                 )
             ).all()
             if not rows:
                 break
+            history = {r.id for r in rows if r.night < oldest_counted}
             try:
-                seen = await runtime.live.counted_checkins([(r.id, r.session_id, r.night) for r in rows])
+                seen = history | await runtime.live.counted_checkins(
+                    [(r.id, r.session_id, r.night) for r in rows if r.id not in history]
+                )
             except REDIS_UNAVAILABLE:
                 break  # Redis is still down: try again next round
             settled = [r.id for r in rows if r.id in seen]
