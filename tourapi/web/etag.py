@@ -23,6 +23,8 @@ def etag_for(body: bytes) -> str:
 def matches(if_none_match: str | None, etag: str) -> bool:
     if not if_none_match:
         return False
+    if if_none_match == etag:  # what a client that stored our ETag sends back
+        return True
     if if_none_match.strip() == "*":
         return True
     bare = etag.removeprefix("W/")

@@ -149,6 +149,12 @@ async def build_content(session: AsyncSession, route: Route, year: int) -> dict[
     return content
 
 
+RawHeaders = tuple[tuple[bytes, bytes], ...]
+Reply = tuple[int, RawHeaders, bytes]
+# Apps revalidate bundles before each use; a 304 is cheap and answered from memory.
+BUNDLE_CACHE_CONTROL = b"public, no-cache"
+
+
 @dataclass(frozen=True, slots=True)
 class Built:
     seq: int
@@ -156,6 +162,34 @@ class Built:
     version: str
     body: bytes
     gzipped: bytes  # the same body, gzip-compressed once (the compression middleware skips bundles)
+    # The three possible answers to a GET, ready for ASGI (status, headers, body), made once per build.
+    not_modified: Reply
+    as_gzip: Reply
+    as_plain: Reply
+
+    @classmethod
+    def of(cls, seq: int, year: int, version: str, body: bytes) -> Built:
+        gzipped = gzip.compress(body, compresslevel=6, mtime=0)
+        common = (
+            (b"etag", f'"{version}"'.encode()),
+            (b"vary", b"Accept-Encoding"),
+            (b"cache-control", BUNDLE_CACHE_CONTROL),
+        )
+        json = (b"content-type", b"application/json")
+        return cls(
+            seq,
+            year,
+            version,
+            body,
+            gzipped,
+            (304, common, b""),
+            (
+                200,
+                (*common, json, (b"content-encoding", b"gzip"), (b"content-length", b"%d" % len(gzipped))),
+                gzipped,
+            ),
+            (200, (*common, json, (b"content-length", b"%d" % len(body))), body),
+        )
 
     @property
     def etag(self) -> str:
@@ -217,27 +251,16 @@ async def manifest(runtime: Runtime, route_id: str) -> Built:
             content = await build_content(session, route, year)
         version = hashlib.sha256(canonical_json(content)).hexdigest()
         body = canonical_json({"version": version, **content})
-        built = Built(seq, year, version, body, gzip.compress(body, compresslevel=6, mtime=0))
+        built = Built.of(seq, year, version, body)
         cache.put(route_id, built)
         return built
 
 
-# Apps revalidate bundles before each use; a 304 is cheap and answered from memory.
-BUNDLE_CACHE_CONTROL = "public, no-cache"
-
-
-def reply(
-    built: Built, if_none_match: str | None, accept_encoding: str | None
-) -> tuple[int, dict[str, str], bytes]:
+def reply(built: Built, if_none_match: str | None, accept_encoding: str | None) -> Reply:
     """Status, headers and body for a GET of this manifest: 304 if the client has it, gzip if it accepts it."""
-    headers = {"etag": built.etag, "vary": "Accept-Encoding", "cache-control": BUNDLE_CACHE_CONTROL}
     if matches(if_none_match, built.etag):
-        return 304, headers, b""
-    headers["content-type"] = "application/json"
-    if accepts_gzip(accept_encoding):
-        headers["content-encoding"] = "gzip"
-        return 200, headers, built.gzipped
-    return 200, headers, built.body
+        return built.not_modified
+    return built.as_gzip if accepts_gzip(accept_encoding) else built.as_plain
 
 
 class CachedBundleMiddleware:
@@ -264,10 +287,7 @@ class CachedBundleMiddleware:
             elif key == b"accept-encoding":
                 accept_encoding = value.decode("latin-1")
         status, headers, body = reply(built, if_none_match, accept_encoding)
-        raw = [(k.encode(), v.encode()) for k, v in headers.items()]
-        if status == 200:
-            raw.append((b"content-length", str(len(body)).encode()))
-        await send({"type": "http.response.start", "status": status, "headers": raw})
+        await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 
 

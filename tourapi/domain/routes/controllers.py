@@ -135,8 +135,11 @@ class RouteController(Controller):
         ] = None,
     ) -> Response[dict[str, Any]]:  # the JSON manifest, sent as its prebuilt canonical bytes
         built = await bundle.manifest(runtime, route_id)
-        status, headers, body = bundle.reply(built, if_none_match, accept_encoding)
-        return Response(body, status_code=status, headers=headers, media_type=headers.get("content-type"))
+        status, raw, body = bundle.reply(built, if_none_match, accept_encoding)
+        headers = {k.decode(): v.decode() for k, v in raw if k not in (b"content-type", b"content-length")}
+        return Response(
+            body, status_code=status, headers=headers, media_type="application/json" if body else None
+        )
 
     @post("/", **access(Policy.OPERATOR), media_type=GEOJSON, summary="Create a route")
     async def create_route(
