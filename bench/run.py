@@ -618,6 +618,9 @@ async def main(args: argparse.Namespace) -> Run:
         json_h = {"Content-Type": "application/json"}
         measure(run, "hello (baseline)", base_url, [("GET", "/hello", {}, "")], tmp)
         measure(run, "redis floor (baseline)", base_url, [("GET", "/redis", {}, "")], tmp)
+        if want("single ping"):
+            script_lines = [("GET", f"/ping-script/{sid}", {}, "") for sid, _ in fx.sessions[:1000]]
+            measure(run, "ping script floor (baseline)", base_url, script_lines, tmp)
         ping_lines = [
             (
                 "POST",
@@ -839,8 +842,15 @@ def report(run: Run) -> str:
             f"| {', '.join(f'{k}: {v:,}' for k, v in res.statuses.items())} | {target}{mark} |"
         )
     p99_ok = single.p99_ms < 25
+    lines += [""]
+    if "ping script floor (baseline)" in r:
+        script = r["ping script floor (baseline)"].rps
+        lines.append(
+            f"- Single ping against the ping script floor (the same Redis script on the same sessions from a bare "
+            f"endpoint, `bench/baseline.py`): {single.rps / script:.2f} × (not a target; it shows what the API adds "
+            "around the Redis work)."
+        )
     lines += [
-        "",
         (
             f"- Ping p99 at {run.connections} connections: {single.p99_ms:.1f} ms (target < 25 ms) "
             f"{'✅' if p99_ok else '❌'}."
