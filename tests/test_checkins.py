@@ -898,6 +898,29 @@ async def test_a_rebuild_and_live_counting_meet_without_double_counts(
         assert await checkpoint_counter(runtime, night, NETS, cp["id"]) == 1
 
 
+async def test_a_check_in_stored_while_a_rebuild_runs_is_counted(client, auth, runtime, monkeypatch) -> None:
+    """Stored and counted by its request after the rebuild read the database but before it emptied the
+    shard: the rebuild's second read finds it."""
+    nets = await checkpoints(client, auth, NETS)
+    sid, headers = await start(client)
+    await check_in(client, sid, headers, token=token_of(nets[0]), expect=201)
+    night = night_of(datetime.now(UTC))
+    rebuild = runtime.live.rebuild_night
+
+    async def check_in_after_the_read(*args, **kwargs):
+        await check_in(client, sid, headers, token=token_of(nets[1]), expect=201)
+        assert (await runtime.live.night_counters(night))[NETS]["checkins"] == 2  # counted by the request
+        return await rebuild(*args, **kwargs)  # empties the shard; its records are the first read's only
+
+    monkeypatch.setattr(runtime.live, "rebuild_night", check_in_after_the_read)
+    report = await rebuild_night(runtime, night)
+    assert report["checkins"] == 2
+    assert (await runtime.live.night_counters(night))[NETS]["checkins"] == 2
+    for cp in nets[:2]:
+        assert await checkpoint_counter(runtime, night, NETS, cp["id"]) == 1
+    assert await db_count(runtime, Checkin.counted.is_(False)) == 0
+
+
 async def test_live_rebuild_command(client, auth, runtime, settings, backend) -> None:
     gate = (await checkpoints(client, auth, NETS))[0]
     sid, headers = await start(client)

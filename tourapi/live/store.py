@@ -102,7 +102,7 @@ class LiveStore:
         self._ping = redis.register_script(_lua("ping.lua"))
         self._leave = redis.register_script(_lua("leave.lua"))
         self._checkin = redis.register_script(_lua("checkin.lua"))
-        self._recount = redis.register_script(_lua("recount.lua"))
+        self._recount_script = redis.register_script(_lua("recount.lua"))
         # HMAC per (install, night) is the same on every ping of the night: remember the recent ones.
         self._visitor_tokens: dict[tuple[str, str], str] = {}
 
@@ -363,18 +363,7 @@ class LiveStore:
         snapshots) restores them to at least the last snapshot.
         """
         k = self.keys
-        by_shard: dict[int, list[tuple[int, str, str, str, str]]] = defaultdict(list)
-        for record in checkins:
-            shard = k.shard_of_session(record[1])
-            if shard is not None:
-                by_shard[shard].append(record)
-        for shard in k.all_shards():
-            records = by_shard.get(shard, [])
-            # The first call empties the shard's counters; every later one only adds records not counted yet.
-            for start in range(0, max(len(records), 1), RECOUNT_BATCH):
-                await self._recount_part(
-                    shard, night, records[start : start + RECOUNT_BATCH], clear=start == 0
-                )
+        await self._recount_shards(night, checkins, clear=True)
         current = await self.night_counters(night)
         topped_up = {}
         pipe = self.redis.pipeline(transaction=False)
@@ -386,6 +375,26 @@ class LiveStore:
         pipe.expire(k.entries(0, night), COUNTER_TTL_S)
         await pipe.execute()
         return {"checkins": len(checkins), "entries_topped_up": sum(topped_up.values())}
+
+    async def recount(self, night: date, checkins: list[tuple[int, str, str, str, str]]) -> None:
+        """Count these (record id, session id, poi, checkpoint, visitor token) check-ins unless counted."""
+        await self._recount_shards(night, checkins, clear=False)
+
+    async def _recount_shards(
+        self, night: date, checkins: list[tuple[int, str, str, str, str]], clear: bool
+    ) -> None:
+        by_shard: dict[int, list[tuple[int, str, str, str, str]]] = defaultdict(list)
+        for record in checkins:
+            shard = self.keys.shard_of_session(record[1])
+            if shard is not None:
+                by_shard[shard].append(record)
+        for shard in self.keys.all_shards() if clear else sorted(by_shard):
+            records = by_shard.get(shard, [])
+            # With clear, the first call empties the shard's counters; every later one only adds records
+            # not counted yet.
+            for start in range(0, max(len(records), 1), RECOUNT_BATCH):
+                part = records[start : start + RECOUNT_BATCH]
+                await self._recount_part(shard, night, part, clear=clear and start == 0)
 
     async def _recount_part(
         self, shard: int, night: date, records: list[tuple[int, str, str, str, str]], clear: bool
@@ -399,7 +408,7 @@ class LiveStore:
                 keys.append(self.keys.visitors(shard, night, poi))
                 hll_index[poi] = len(keys)  # Lua's KEYS are 1-based
             args += [record_id, poi, checkpoint, visitor, hll_index[poi]]
-        return int(await self._recount(keys=keys, args=args))
+        return int(await self._recount_script(keys=keys, args=args))
 
     async def night_counters(self, night: date) -> dict[str, dict[str, int]]:
         """Per POI: entries, check-ins and unique visitors during the night, in two pipelined round trips."""

@@ -25,6 +25,9 @@ def _configure(connection: Connection | None = None, url: str | None = None) -> 
         process_revision_directives=alembic_helpers.writer,
         render_item=alembic_helpers.render_item,
         compare_type=True,
+        # One transaction per revision: a revision with an autocommit block (CREATE INDEX CONCURRENTLY)
+        # then commits only its own work.
+        transaction_per_migration=True,
     )
 
 

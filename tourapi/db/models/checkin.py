@@ -23,12 +23,13 @@ class Checkin(Base):
     __table_args__ = (
         UniqueConstraint("session_id", "checkpoint_id", "night", name="uq_checkins_session_checkpoint_night"),
         UniqueConstraint("session_id", "idempotency_key", name="uq_checkins_session_idempotency_key"),
-        # The repair job's work list: only the rows not yet counted (migration 0006).
+        # The repair job's work list: only the rows not yet counted (migration 0006). SQLite uses a partial
+        # index only when the query repeats its WHERE term, and SQLAlchemy writes NOT counted there as this.
         Index(
             "ix_checkins_uncounted",
             "id",
             postgresql_where=text("NOT counted"),
-            sqlite_where=text("NOT counted"),
+            sqlite_where=text("counted = 0"),
         ),
     )
 

@@ -28,6 +28,8 @@ from tourapi.timeutil import night_bounds, night_of
 from tourapi.web.ratelimit import REDIS_UNAVAILABLE
 
 if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
+
     from tourapi.runtime import Runtime
 
 log = logging.getLogger("tourapi.checkins.counters")
@@ -119,20 +121,7 @@ async def rebuild_night(runtime: Runtime, night: date) -> dict[str, int]:
     """Recount a night's check-ins and unique visitors in Redis from the database."""
     start, end = night_bounds(night)
     async with runtime.sessionmaker() as session:
-        rows = (
-            await session.execute(
-                sa.select(
-                    Checkin.id,
-                    Checkin.session_id,
-                    Checkin.poi_id,
-                    Checkin.checkpoint_id,
-                    Checkin.visitor,
-                    Checkin.counted,
-                )
-                .where(Checkin.night == night)
-                .order_by(Checkin.id)
-            )
-        ).all()
+        rows = await _night_checkins(session, night)
         latest = (
             sa.select(OccupancySnapshot.poi_id, sa.func.max(OccupancySnapshot.bucket).label("bucket"))
             .where(OccupancySnapshot.bucket >= start, OccupancySnapshot.bucket < end)
@@ -154,14 +143,40 @@ async def rebuild_night(runtime: Runtime, night: date) -> dict[str, int]:
             .tuples()
             .all()
         )
-    report = await runtime.live.rebuild_night(
-        night, [(r.id, r.session_id, r.poi_id, str(r.checkpoint_id), r.visitor) for r in rows], floors
-    )
-    uncounted = [r.id for r in rows if not r.counted]
+    report = await runtime.live.rebuild_night(night, [_recount_args(r) for r in rows], floors)
+    # A check-in stored after the read above may have been counted by its request before the rebuild
+    # emptied its shard. Every shard is rebuilt now, so a second read finds all of those; counting is
+    # idempotent per record, so one counted meanwhile by its request stays counted once.
+    read = {r.id for r in rows}
+    async with runtime.sessionmaker() as session:
+        newcomers = [r for r in await _night_checkins(session, night) if r.id not in read]
+    await runtime.live.recount(night, [_recount_args(r) for r in newcomers])
+    uncounted = [r.id for r in rows + newcomers if not r.counted]
     async with runtime.sessionmaker() as session:
         for i in range(0, len(uncounted), 500):
             await session.execute(
                 sa.update(Checkin).where(Checkin.id.in_(uncounted[i : i + 500])).values(counted=True)
             )
         await session.commit()
-    return {**report, "marked_counted": len(uncounted)}
+    return {**report, "checkins": len(rows) + len(newcomers), "marked_counted": len(uncounted)}
+
+
+async def _night_checkins(session: AsyncSession, night: date) -> list[Any]:
+    return list(
+        await session.execute(
+            sa.select(
+                Checkin.id,
+                Checkin.session_id,
+                Checkin.poi_id,
+                Checkin.checkpoint_id,
+                Checkin.visitor,
+                Checkin.counted,
+            )
+            .where(Checkin.night == night)
+            .order_by(Checkin.id)
+        )
+    )
+
+
+def _recount_args(row: Any) -> tuple[int, str, str, str, str]:
+    return row.id, row.session_id, row.poi_id, str(row.checkpoint_id), row.visitor

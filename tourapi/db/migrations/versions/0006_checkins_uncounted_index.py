@@ -20,26 +20,27 @@ down_revision: str | None = "0005_checkins"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-UNCOUNTED = sa.text("NOT counted")
-
 
 def upgrade() -> None:
-    if op.get_bind().dialect.name == "postgresql":
-        # CONCURRENTLY: check-ins keep being written while a large table is indexed.
-        with op.get_context().autocommit_block():
-            op.create_index(
-                "ix_checkins_uncounted",
-                "checkins",
-                ["id"],
-                postgresql_where=UNCOUNTED,
-                postgresql_concurrently=True,
-            )
-            op.drop_index("ix_checkins_counted", table_name="checkins", postgresql_concurrently=True)
-        return
-    op.create_index("ix_checkins_uncounted", "checkins", ["id"], sqlite_where=UNCOUNTED)
-    op.drop_index("ix_checkins_counted", table_name="checkins")
+    # CONCURRENTLY: check-ins keep being written while a large table is indexed. A concurrent build that
+    # failed halfway leaves an invalid index and no version stamp, so a second run drops it first.
+    with op.get_context().autocommit_block():
+        op.drop_index(
+            "ix_checkins_uncounted", table_name="checkins", postgresql_concurrently=True, if_exists=True
+        )
+        op.create_index(
+            "ix_checkins_uncounted",
+            "checkins",
+            ["id"],
+            postgresql_where=sa.text("NOT counted"),
+            postgresql_concurrently=True,
+        )
+        op.drop_index(
+            "ix_checkins_counted", table_name="checkins", postgresql_concurrently=True, if_exists=True
+        )
 
 
 def downgrade() -> None:
-    op.create_index("ix_checkins_counted", "checkins", ["counted"])
-    op.drop_index("ix_checkins_uncounted", table_name="checkins")
+    with op.get_context().autocommit_block():
+        op.create_index("ix_checkins_counted", "checkins", ["counted"], postgresql_concurrently=True)
+        op.drop_index("ix_checkins_uncounted", table_name="checkins", postgresql_concurrently=True)
