@@ -205,6 +205,18 @@ async def test_cors_allows_only_the_configured_origins(cors_client) -> None:
         assert "access-control-allow-origin" not in simple.headers, origin
 
 
+async def test_compressed_answers_still_vary_by_encoding_with_cors(cors_client) -> None:
+    """Litestar's CORS middleware replaces Vary with Origin; a gzip answer must still name Accept-Encoding,
+    or a shared cache could give gzip to a client that cannot read it."""
+    route = (await cors_client.get("/v1/routes")).json()["routes"][0]["id"]
+    for path in ("/v1/pois", f"/v1/routes/{route}/bundle"):
+        for _ in range(2):  # the bundle's second answer comes from memory
+            response = await cors_client.get(path, headers={"Origin": APP_ORIGIN, "Accept-Encoding": "gzip"})
+            assert response.status_code == 200 and response.headers["content-encoding"] == "gzip", path
+            varies = {v.strip().lower() for v in response.headers["vary"].split(",")}
+            assert {"origin", "accept-encoding"} <= varies, (path, response.headers["vary"])
+
+
 async def test_without_configured_origins_there_is_no_cors(client) -> None:
     response = await client.get("/v1/pois", headers={"Origin": APP_ORIGIN})
     assert "access-control-allow-origin" not in response.headers

@@ -49,6 +49,7 @@ from tourapi.observability.plugin import ObservabilityPlugin
 from tourapi.runtime import Runtime
 from tourapi.security.tokens import OPENAPI_PATH
 from tourapi.settings import Settings
+from tourapi.web.cors import keep_vary_accept_encoding
 from tourapi.web.deps import resolve_dependencies_in_order
 from tourapi.web.etag import ETagMiddleware
 from tourapi.web.openapi import document_problems
@@ -111,6 +112,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Litestar:
         exception_handlers=EXCEPTION_HANDLERS,
         state=State({"runtime": runtime}),  # for ASGI-level code that has no dependency injection
         middleware=[DefineMiddleware(ETagMiddleware)],
+        before_send=[keep_vary_accept_encoding] if settings.cors_origins else [],
         compression_config=CompressionConfig(
             backend="gzip", minimum_size=1024, gzip_compress_level=6, exclude=UNCOMPRESSED_PATHS
         ),
