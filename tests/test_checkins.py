@@ -129,6 +129,11 @@ async def checkpoint_counter(runtime, night, poi: str, checkpoint_id: int) -> in
     return total
 
 
+async def redis_down(*args, **kwargs):
+    """Stands in for a live-store call while Redis is unreachable."""
+    raise redis.exceptions.ConnectionError("Redis is down")
+
+
 async def flush_namespace(runtime) -> None:
     keys = [k async for k in runtime.redis.scan_iter(match=f"{runtime.settings.redis_namespace}:*")]
     if keys:
@@ -678,11 +683,11 @@ async def test_redis_failing_between_commit_and_count(client, auth, runtime, mon
     gate = (await checkpoints(client, auth, LION))[0]
     sid, headers = await start(client)
 
-    async def down(*args, **kwargs):
+    async def times_out(*args, **kwargs):
         raise redis.exceptions.TimeoutError("Timeout reading from socket")
 
     with monkeypatch.context() as patch:
-        patch.setattr(runtime.live, "record_checkin", down)
+        patch.setattr(runtime.live, "record_checkin", times_out)
         await check_in(client, sid, headers, token=token_of(gate), expect=201)
     assert await db_count(runtime, Checkin.counted.is_(False)) == 1
     night = night_of(datetime.now(UTC))
@@ -720,12 +725,9 @@ async def test_repair_does_not_bring_back_the_counters_of_expired_nights(
     """Rows left uncounted by a long outage: nights whose Redis counters have expired are flagged only."""
     gate = (await checkpoints(client, auth, LION))[0]
 
-    async def down(*args, **kwargs):
-        raise redis.exceptions.ConnectionError("Redis is down")
-
     ids = []
     with monkeypatch.context() as patch:
-        patch.setattr(runtime.live, "record_checkin", down)
+        patch.setattr(runtime.live, "record_checkin", redis_down)
         for _ in range(2):
             sid, headers = await start(client)
             ids.append((await check_in(client, sid, headers, token=token_of(gate), expect=201)).json()["id"])
@@ -746,16 +748,13 @@ async def test_repair_waits_out_redis_and_works_through_several_batches(
 ) -> None:
     gate = (await checkpoints(client, auth, LION))[0]
 
-    async def down(*args, **kwargs):
-        raise redis.exceptions.ConnectionError("Redis is down")
-
     with monkeypatch.context() as patch:
-        patch.setattr(runtime.live, "record_checkin", down)
+        patch.setattr(runtime.live, "record_checkin", redis_down)
         for _ in range(3):
             sid, headers = await start(client)
             await check_in(client, sid, headers, token=token_of(gate), expect=201)
     with monkeypatch.context() as patch:
-        patch.setattr(runtime.live, "counted_checkins", down)
+        patch.setattr(runtime.live, "counted_checkins", redis_down)
         assert await repair_uncounted(runtime, force=True, grace_s=0) == 0
     assert (
         await db_count(runtime, Checkin.counted.is_(False)) == 3
@@ -770,10 +769,7 @@ async def test_manual_code_during_redis_outage_is_a_retryable_503(client, auth, 
     gate = (await checkpoints(client, auth, NETS))[0]
     sid, headers = await start(client)
 
-    async def down(*args, **kwargs):
-        raise redis.exceptions.ConnectionError("Redis is down")
-
-    monkeypatch.setattr(ratelimit.FixedWindowLimiter, "acquire", down)
+    monkeypatch.setattr(ratelimit.FixedWindowLimiter, "acquire", redis_down)
     response = await check_in(client, sid, headers, manual_code=gate["manual_code"])
     problem(response, 503, "live-state-unavailable")
     assert response.headers["retry-after"]
