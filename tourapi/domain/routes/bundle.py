@@ -161,8 +161,8 @@ class Built:
     year: int
     version: str
     body: bytes
-    gzipped: bytes  # the same body, gzip-compressed once (the compression middleware skips bundles)
-    # The three possible answers to a GET, ready for ASGI (status, headers, body), made once per build.
+    # The three possible answers to a GET, ready for ASGI (status, headers, body), made once per build;
+    # the body is gzip-compressed here once (the compression middleware skips bundles).
     not_modified: Reply
     as_gzip: Reply
     as_plain: Reply
@@ -181,7 +181,6 @@ class Built:
             year,
             version,
             body,
-            gzipped,
             (304, common, b""),
             (
                 200,
