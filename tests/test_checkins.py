@@ -29,11 +29,12 @@ from sqlalchemy import func, select, update
 from tourapi.app import create_app
 from tourapi.cli import main
 from tourapi.db.models import Checkin, OccupancySnapshot
+from tourapi.domain.checkins import services as checkin_services
 from tourapi.domain.checkins.counters import rebuild_night, repair_uncounted
 from tourapi.domain.checkins.services import CheckinService
 from tourapi.geo.crs import wgs84_to_gcj02
 from tourapi.geo.geometry import M_PER_DEG
-from tourapi.live.store import LiveStore
+from tourapi.live.store import CheckinCount, LiveStore
 from tourapi.runtime import Runtime
 from tourapi.security.keys import retire, rotate
 from tourapi.settings import DEFAULT_FIXTURES
@@ -915,6 +916,29 @@ async def test_a_check_in_stored_while_a_rebuild_runs_is_counted(client, auth, r
     for cp in nets[:2]:
         assert await checkpoint_counter(runtime, night, NETS, cp["id"]) == 1
     assert await db_count(runtime, Checkin.counted.is_(False)) == 0
+
+
+async def test_a_check_in_the_rebuild_counted_first_still_places_the_visitor_inside(
+    client, auth, runtime, monkeypatch
+) -> None:
+    """A rebuild can read and count a record between its commit and its request's own count: the request
+    then counts nothing, but the visitor who just scanned is still inside the venue."""
+    nets = await checkpoints(client, auth, NETS)
+    sid, headers = await start(client)
+    night = night_of(datetime.now(UTC))
+    count = checkin_services.count_checkin
+
+    async def rebuild_first(live, record, dwell, fresh):
+        await rebuild_night(runtime, night)
+        assert (await runtime.live.night_counters(night))[NETS]["checkins"] == 1
+        result = await count(live, record, dwell, fresh)
+        assert result is CheckinCount.ALREADY_COUNTED
+        return result
+
+    monkeypatch.setattr(checkin_services, "count_checkin", rebuild_first)
+    await check_in(client, sid, headers, token=token_of(nets[0]), expect=201)
+    assert await runtime.live.poi_occupancy(NETS) == 1
+    assert (await runtime.live.night_counters(night))[NETS]["checkins"] == 1
 
 
 async def test_live_rebuild_command(client, auth, runtime, settings, backend) -> None:
