@@ -467,6 +467,16 @@ def connections_per_worker(pids: list[int], port: int) -> dict[int, int]:
     return counts
 
 
+async def full_collections(base: str, operator_token: str) -> int:
+    """The API worker's count of full (generation 2) garbage collections so far, from /metrics."""
+    async with httpx.AsyncClient(base_url=base, timeout=30) as http:
+        text = (await http.get("/metrics", headers={"Authorization": f"Bearer {operator_token}"})).text
+    found = re.search(r'^python_gc_collections_total\{generation="2"\} ([0-9.e+]+)$', text, re.MULTILINE)
+    if found is None:
+        raise RuntimeError("/metrics has no python_gc_collections_total for generation 2")
+    return int(float(found.group(1)))
+
+
 async def multi_worker_checks(
     base: str, operator: str, api: Proc, sessions: int = 300, max_listeners: int = 24
 ) -> dict[str, Any]:
@@ -662,7 +672,12 @@ async def main(args: argparse.Namespace) -> Run:
             for n, (sid, token) in enumerate(fx.sessions[:1000])
         ]
         if want("single ping"):
+            full_gcs = await full_collections(api_url, fx.operator)
             target("single ping", api_url, ping_lines, tmp)
+            run.extra["full_gcs"] = await full_collections(api_url, fx.operator) - full_gcs
+            print(
+                f"  full garbage collections in the API worker meanwhile: {run.extra['full_gcs']}", flush=True
+            )
         if want("batch of 10 pings"):
             batch_lines = [
                 (
@@ -889,7 +904,8 @@ def report(run: Run) -> str:
     lines += [
         (
             f"- Ping p99 at {run.connections} connections: {single.p99_ms:.1f} ms (target < 25 ms) "
-            f"{'✅' if p99_ok else '❌'}."
+            f"{'✅' if p99_ok else '❌'}. Full garbage collections in the API worker during the single-ping scenario "
+            f"(`python_gc_collections_total` in /metrics, warm-up included): {run.extra['full_gcs']}."
         ),
         (
             f"- Redis memory per active session (started, one ping inside a venue; INFO used_memory over 10,000 "

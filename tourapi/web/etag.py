@@ -2,8 +2,9 @@
 
 Buffers 200 JSON bodies of GET/HEAD requests, tags them with a weak ETag from a
 BLAKE2b hash, and answers 304 when the client already has that version.
-Handlers that know their version cheaply (bundles) set ETag themselves and
-answer 304 before doing any work; this middleware leaves those alone.
+Handlers that know their version cheaply (bundles, media) set ETag themselves and
+answer 304 before doing any work; they declare ``own_etag=True`` (a route opt) and this middleware
+steps aside for them at once. Any other response that already has an ETag is passed through too.
 """
 
 from __future__ import annotations
@@ -47,7 +48,12 @@ class ETagMiddleware:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] not in ("GET", "HEAD"):
+        handler = scope.get("route_handler")
+        if (
+            scope["type"] != "http"
+            or scope["method"] not in ("GET", "HEAD")
+            or (handler is not None and handler.opt.get("own_etag"))
+        ):
             await self.app(scope, receive, send)
             return
         if_none_match = None

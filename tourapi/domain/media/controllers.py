@@ -26,6 +26,7 @@ class MediaController(Controller):
         **access(Policy.PUBLIC),
         media_type="*/*",  # each file is served with its own stored content type
         summary="A stored file, by its SHA-256 (immutable)",
+        own_etag=True,  # opt: the ETag middleware steps aside
     )
     async def get_media(
         self, runtime: Dep[Runtime], sha256: FromPath[str], if_none_match: IfNoneMatch = None

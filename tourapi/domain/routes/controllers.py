@@ -124,6 +124,7 @@ class RouteController(Controller):
         **access(Policy.PUBLIC),
         summary="Offline bundle manifest (strong ETag = version; send If-None-Match)",
         middleware=[bundle.CachedBundleMiddleware],
+        own_etag=True,  # opt: the ETag middleware steps aside
     )
     async def get_bundle(
         self,
