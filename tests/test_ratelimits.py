@@ -32,8 +32,8 @@ def assert_429(response) -> None:
 
 
 async def within_one_minute(attempt: Callable[[], Awaitable[T]]) -> T:
-    """Ping limits count in fixed one-minute windows (the server's clock is this process's): an attempt
-    that straddles a minute boundary proves nothing, so it runs again."""
+    """Per-minute limits count in fixed one-minute windows (the server's clock is this process's): an
+    attempt that straddles a minute boundary proves nothing, so it runs again."""
     for _ in range(3):
         minute = time.time() // 60
         result = await attempt()
@@ -103,7 +103,7 @@ async def test_successful_logins_do_not_use_up_the_limit(client, auth) -> None:
         assert ok.status_code == 200
 
 
-async def test_failed_logins_are_limited_per_ip(client, monkeypatch) -> None:
+async def test_failed_logins_are_limited_per_ip(app, monkeypatch) -> None:
     # A smaller table row keeps the test quick: every failed login costs an Argon2 verification.
     per_ip = 4
     monkeypatch.setitem(
@@ -111,14 +111,26 @@ async def test_failed_logins_are_limited_per_ip(client, monkeypatch) -> None:
         "login",
         tuple(Limit("ip", per_ip, 60) if limit.scope == "ip" else limit for limit in LIMITS["login"]),
     )
-    for n in range(per_ip):  # a different user each time: only the address adds up
-        failed = await client.post(
-            "/v1/auth/token", json={"username": f"ghost-{n}", "password": "guess-guess-1"}
-        )
-        assert failed.status_code == 401
-    blocked = await client.post(
-        "/v1/auth/token", json={"username": "ghost-last", "password": "guess-guess-1"}
-    )
+    addresses = iter(f"198.51.100.{n}" for n in range(1, 10))
+
+    async def from_a_fresh_address() -> tuple[list[int], httpx.Response]:
+        # A retry after a minute boundary must not inherit the counts of the attempt before it.
+        transport = httpx.ASGITransport(app=app, client=(next(addresses), 40000))
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver.local") as http:
+            statuses = [  # a different user each time: only the address adds up
+                (
+                    await http.post(
+                        "/v1/auth/token", json={"username": f"ghost-{n}", "password": "guess-guess-1"}
+                    )
+                ).status_code
+                for n in range(per_ip)
+            ]
+            return statuses, await http.post(
+                "/v1/auth/token", json={"username": "ghost-last", "password": "guess-guess-1"}
+            )
+
+    statuses, blocked = await within_one_minute(from_a_fresh_address)
+    assert statuses == [401] * per_ip
     assert_429(blocked)
     assert "ip" in blocked.json()["detail"]
 
